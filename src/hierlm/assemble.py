@@ -1,0 +1,216 @@
+"""Assemble the numeric problem: θ layout, prior arrays and padded tree statistics.
+
+Priors are resolved on the original scale (defaults scaled to the data, as rstanarm's
+autoscale does) and mapped exactly to the standardised scale, where X's columns are divided
+by their sds and y is centred and scaled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from .collapse import TreeStats
+from .density import DensityArgs, Layout, LevelLayout
+from .design import Design
+from .priors import LKJ, CoefPrior, Exponential, HalfCauchy, HalfNormal, HalfStudentT, Normal, Priors, ScalePrior, StudentT
+from .suffstats import SuffStats
+
+__all__ = ["PriorStatement", "Problem", "assemble", "bucket"]
+
+
+@dataclass(frozen=True)
+class PriorStatement:
+    """One prior as the summary states it, on the original scale."""
+
+    parameter: str
+    prior: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the sampler and the downward pass need."""
+
+    layout: Layout
+    args: DensityArgs
+    sizes: tuple[int, ...]
+    priors: tuple[PriorStatement, ...]
+
+
+def bucket(n: int) -> int:
+    """Round a group count up to a size bucket (steps of 2^(1/4), at least 8).
+
+    Padding to buckets lets a new data set of similar size reuse a cached compilation.
+    """
+    if n <= 8:
+        return 8
+    k = math.ceil(4 * math.log2(n) - 1e-9)
+    while math.ceil(2 ** (k / 4)) < n:
+        k += 1
+    return math.ceil(2 ** (k / 4))
+
+
+def _scale_row(prior: ScalePrior, factor: float) -> tuple[str, float, float]:
+    s = prior.scaled(factor)
+    if isinstance(s, HalfNormal):
+        return "halfnormal", 1.0, s.scale
+    if isinstance(s, HalfCauchy):
+        return "halfcauchy", 1.0, s.scale
+    if isinstance(s, HalfStudentT):
+        return "halfstudentt", s.df, s.scale
+    assert isinstance(s, Exponential)
+    return "exponential", 1.0, 1.0 / s.rate
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def _coef_priors(design: Design, priors: Priors) -> tuple[list[CoefPrior | None], list[PriorStatement]]:
+    enc, sc = design.encoding, design.scaling
+    out: list[CoefPrior | None] = []
+    said = []
+    for j, name in enumerate(enc.coef_names):
+        if not enc.in_population[j]:
+            out.append(None)
+            continue
+        if j == enc.intercept:
+            user: CoefPrior | None = priors.intercept
+            default: CoefPrior = Normal(sc.y_mean, 2.5 * sc.y_scale)
+            label = "Intercept (at the predictors' means)" if _has_slopes(design) else "Intercept"
+        else:
+            user = priors.beta_for(name)
+            default = Normal(0.0, 2.5 * sc.y_scale / sc.x_scale[j])
+            label = f"beta[{name}]"
+        chosen = user if user is not None else default
+        out.append(chosen)
+        said.append(PriorStatement(label, str(chosen), "user" if user is not None else "default: 2.5 × sd(y)/sd(x)"))
+    return out, said
+
+
+def _has_slopes(design: Design) -> bool:
+    enc = design.encoding
+    return any(enc.in_population[j] and j != enc.intercept for j in range(enc.p))
+
+
+def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True) -> Problem:
+    """Build the layout and arrays of the collapsed log density.
+
+    Parameters
+    ----------
+    design
+        The model's design (encoding, levels, tree, scaling).
+    stats
+        Standardised leaf statistics.
+    priors
+        User priors (unset fields take the data-scaled defaults).
+    pad
+        Pad group counts to size buckets.
+    """
+    enc, sc, spec = design.encoding, design.scaling, design.spec
+    p = enc.p
+    factor = sc.x_scale / sc.y_scale  # standardised = original × factor
+    said: list[PriorStatement] = []
+
+    # Population prior: independent priors on (centred intercept, slopes), mapped to b, then
+    # to the standardised scale: L0 = D A diag(scale), m0 = D (A μ - y_shift e_icpt).
+    coef_priors, coef_said = _coef_priors(design, priors)
+    said += coef_said
+    A = np.eye(p)
+    icpt = enc.intercept
+    if icpt is not None and enc.in_population[icpt]:
+        for j in range(p):
+            if j != icpt and enc.in_population[j]:
+                A[icpt, j] = -sc.x_mean[j]
+    mu = np.array([cp.loc if cp is not None else 0.0 for cp in coef_priors])
+    scale = np.array([cp.scale if cp is not None else 0.0 for cp in coef_priors])
+    df = np.array([cp.df if isinstance(cp, StudentT) else 1.0 for cp in coef_priors])
+    t_coefs = tuple(j for j, cp in enumerate(coef_priors) if isinstance(cp, StudentT))
+    shift = np.zeros(p)
+    if icpt is not None:
+        shift[icpt] = sc.y_shift
+    D = np.diag(factor)
+    m0 = D @ (A @ mu - shift)
+    L0_base = D @ A
+
+    # Residual sd.
+    sigma_prior: ScalePrior = priors.sigma or Exponential(1.0 / sc.y_scale)
+    said.append(PriorStatement("sigma", str(sigma_prior), "user" if priors.sigma else "default: rate 1/sd(y)"))
+    sigma_kind, s_df, s_scale = _scale_row(sigma_prior, 1.0 / sc.y_scale)
+
+    # Levels.
+    pooling = spec.pooling
+    varying_any = tuple(dict.fromkeys(j for lv in design.levels for j in lv.coefs))
+    layouts, sd_rows, etas, fixed = [], [], [], []
+    n_levels = len(design.levels)
+    for li, lv in enumerate(design.levels):
+        v = lv.coefs
+        if pooling == "complete" or (pooling == "none" and li < n_levels - 1):
+            layouts.append(LevelLayout((), (), (), "halfnormal"))
+            sd_rows.append(np.zeros((0, 2)))
+            etas.append(np.zeros((0,)))
+            fixed.append(np.zeros((0, 0)))
+            continue
+        if pooling == "none":
+            # Each leaf gets its own coefficients with the population prior's marginal sd.
+            v = varying_any
+            C0 = (L0_base * scale) @ (L0_base * scale).T
+            lam = np.diag(np.sqrt(np.diag(C0)[list(v)]))
+            layouts.append(LevelLayout(v, (1,) * len(v), (False,) * len(v), "halfnormal", fixed=True))
+            sd_rows.append(np.zeros((len(v), 2)))
+            etas.append(np.zeros((0,)))
+            fixed.append(lam)
+            L0_base = L0_base.copy()
+            L0_base[list(v), :] = 0.0
+            continue
+        user_sd = priors.sd_for(lv.name)
+        rows, kinds = [], set()
+        for j in v:
+            name = enc.coef_names[j]
+            prior = user_sd or HalfStudentT(3.0, 2.5 * sc.y_scale / sc.x_scale[j])
+            said.append(PriorStatement(f"sd_{lv.name}[{name}]", str(prior), "user" if user_sd else "default: 2.5 × sd(y)/sd(x)"))
+            kind, d, s = _scale_row(prior, factor[j])
+            kinds.add(kind)
+            rows.append((d, s))
+        (sd_kind,) = kinds
+        lkj = priors.corr_for(lv.name) or LKJ(2.0)
+        n_corr = sum(lv.correlated)
+        if n_corr:
+            said.append(PriorStatement(f"corr_{lv.name}", str(lkj), "user" if priors.corr_for(lv.name) else "default"))
+        layouts.append(LevelLayout(v, tuple(len(b) for b in lv.blocks), lv.correlated, sd_kind))
+        sd_rows.append(np.array(rows, dtype=np.float64).reshape(len(v), 2))
+        etas.append(np.full(n_corr, lkj.eta))
+        fixed.append(np.zeros((0, 0)))
+
+    layout = Layout(p, sigma_kind, tuple(layouts), t_coefs)
+    sizes = design.tree.sizes
+    padded = tuple(bucket(g) for g in sizes) if pad else sizes
+    parents = tuple(
+        jnp.asarray(_pad(design.tree.parents[li].astype(np.int32), padded[li])) for li in range(len(sizes))
+    )
+    n_leaf = padded[-1] if padded else 1
+    tree_stats = TreeStats(
+        n=jnp.asarray(_pad(stats.n, n_leaf)),
+        xtx=jnp.asarray(_pad(stats.xtx, n_leaf)),
+        xty=jnp.asarray(_pad(stats.xty, n_leaf)),
+        yty=jnp.asarray(_pad(stats.yty, n_leaf)),
+        parents=parents,
+    )
+    args = DensityArgs(
+        stats=tree_stats,
+        sigma_prior=jnp.asarray([s_df, s_scale]),
+        sd_prior=tuple(jnp.asarray(r) for r in sd_rows),
+        lkj_eta=tuple(jnp.asarray(e) for e in etas),
+        m0=jnp.asarray(m0),
+        L0_base=jnp.asarray(L0_base),
+        beta_scale=jnp.asarray(scale),
+        beta_df=jnp.asarray(df),
+        fixed_lam=tuple(jnp.asarray(f) for f in fixed),
+    )
+    return Problem(layout, args, sizes, tuple(said))

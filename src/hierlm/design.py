@@ -1,0 +1,198 @@
+"""The design: fixed-effect encoding, which coefficients vary where, and the scaling.
+
+The encoding is formulaic's ModelSpec with its learned state, so new data is encoded the same
+way. Every column of X is divided by its sd (never centred, so the meaning of each coefficient
+and the set of coefficients that vary at each level are those the user wrote), and y is
+centred (when the population has an intercept) and scaled. Results are mapped back to the
+original scale.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+from formulaic import ModelSpec as FormulaicSpec
+
+from .errors import DataError, FormulaError
+from .group_tree import GroupTree
+from .spec import ModelSpec
+
+__all__ = ["Design", "FixedEncoding", "LevelCoefs", "Scaling"]
+
+
+@dataclass(frozen=True)
+class FixedEncoding:
+    """formulaic's encoding of the population design matrix X.
+
+    Attributes
+    ----------
+    spec
+        formulaic's ModelSpec (holds category levels and transform state).
+    coef_names
+        Column names of X, e.g. ``("Intercept", "floor")``.
+    term_columns
+        For each formula term, the indices of its columns.
+    in_population
+        Per column, whether it has a population coefficient (a term varying at some level
+        but absent from the fixed part has population value 0, as in lme4).
+    """
+
+    spec: FormulaicSpec
+    coef_names: tuple[str, ...]
+    term_columns: dict[str, tuple[int, ...]]
+    in_population: tuple[bool, ...]
+
+    @property
+    def p(self) -> int:
+        """Number of columns."""
+        return len(self.coef_names)
+
+    @property
+    def intercept(self) -> int | None:
+        """Index of the intercept column, if any."""
+        cols = self.term_columns.get("1")
+        return cols[0] if cols else None
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The data columns the encoding reads."""
+        return tuple(sorted(self.spec.required_variables))
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """X for new rows, float64, with the stored encoding; unseen categories are refused."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = np.asarray(self.spec.get_model_matrix(frame), dtype=np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            name = self.coef_names[col]
+            raise DataError(
+                f"column {name!r} of the design is not finite in {int(bad.any(axis=1).sum())} rows "
+                f"(first: row {row}); a category not seen when the model was built, or a missing or "
+                "infinite predictor value, causes this. Remove those rows or recode the predictor."
+            )
+        return x
+
+
+def _term_strings(rhs: str, what: str) -> list[str]:
+    try:
+        return [str(t) for t in Formula(rhs)]
+    except Exception as exc:  # formulaic raises several types for bad input
+        raise FormulaError(f"cannot read the {what} {rhs!r}: {exc}") from None
+
+
+def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
+    """Learn the encoding from ``frame`` (the first chunk of rows is enough)."""
+    fixed_terms = _term_strings(spec.fixed, "fixed part")
+    varying = [t for term in spec.varying_terms for t in _term_strings(term, "varying term")]
+    terms = list(dict.fromkeys(fixed_terms + varying))
+    has_intercept = "1" in terms
+    body = " + ".join(t for t in terms if t != "1") or ""
+    rhs = ("1" if has_intercept else "0") + (f" + {body}" if body else "")
+    if rhs == "0":
+        raise FormulaError(f"the formula {spec.formula!r} has no terms; add a predictor or an intercept")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mm = model_matrix(rhs, frame, output="numpy", na_action="raise")
+    except Exception as exc:
+        raise DataError(f"cannot build the design matrix for {rhs!r}: {exc}") from None
+    fspec = mm.model_spec
+    term_columns = {str(t): tuple(int(i) for i in idx) for t, idx in fspec.term_indices.items()}
+    for term in varying:
+        if term not in term_columns:
+            raise FormulaError(f"the varying term {term!r} produced no columns", spec.formula)
+    in_pop = [False] * len(fspec.column_names)
+    for term in fixed_terms:
+        for col in term_columns.get(term, ()):
+            in_pop[col] = True
+    return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop))
+
+
+@dataclass(frozen=True)
+class LevelCoefs:
+    """Which coefficients vary at one level, grouped into covariance blocks.
+
+    Attributes
+    ----------
+    name
+        Level name.
+    blocks
+        Per block, the coefficient indices (into X's columns).
+    correlated
+        Per block, whether it has an LKJ correlation.
+    """
+
+    name: str
+    blocks: tuple[tuple[int, ...], ...]
+    correlated: tuple[bool, ...]
+
+    @property
+    def coefs(self) -> tuple[int, ...]:
+        """Varying coefficient indices in block order."""
+        return tuple(i for b in self.blocks for i in b)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Standardisation: ``y_std = (y - y_shift) / y_scale``, ``X_std = X / x_scale``.
+
+    ``y_shift`` is the mean of y when the population has an intercept, else 0. ``y_mean`` and
+    ``x_mean`` hold the original-scale means, for the default priors.
+    """
+
+    y_mean: float
+    y_shift: float
+    y_scale: float
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+
+    def coef_factor(self) -> np.ndarray:
+        """Per coefficient, original = standardised × factor (plus ``y_shift`` on the intercept)."""
+        return self.y_scale / self.x_scale
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything needed to turn rows into the model's statistics, frozen for new data."""
+
+    spec: ModelSpec
+    encoding: FixedEncoding
+    levels: tuple[LevelCoefs, ...]
+    tree: GroupTree
+    scaling: Scaling
+
+    @property
+    def coef_names(self) -> tuple[str, ...]:
+        """Population coefficient names."""
+        return self.encoding.coef_names
+
+    def to_original(self, beta_std: np.ndarray) -> np.ndarray:
+        """Map coefficient vectors (last axis p) from the standardised to the original scale."""
+        out = beta_std * self.scaling.coef_factor()
+        icpt = self.encoding.intercept
+        if icpt is not None:
+            out[..., icpt] += self.scaling.y_shift
+        return out
+
+
+def level_coefs(spec: ModelSpec, encoding: FixedEncoding) -> tuple[LevelCoefs, ...]:
+    """Coefficient blocks per level from the spec's terms."""
+    out = []
+    for level in spec.levels:
+        blocks, corr = [], []
+        for block in level.blocks:
+            idx = tuple(c for term in block.terms for t in _term_strings(term, "varying term") for c in encoding.term_columns[t])
+            if block.correlated:
+                blocks.append(idx)
+                corr.append(len(idx) > 1)
+            else:
+                blocks.extend((i,) for i in idx)
+                corr.extend(False for _ in idx)
+        out.append(LevelCoefs(level.name, tuple(blocks), tuple(corr)))
+    return tuple(out)

@@ -1,0 +1,172 @@
+"""The group tree: one integer node id per row and level, keyed by the full path.
+
+"WASHINGTON" under two states is two nodes, because a node is identified by its whole path
+(state, county), not by its own label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .spec import ModelSpec
+
+__all__ = ["GroupTree", "RepeatedLabel", "build_group_tree"]
+
+
+@dataclass(frozen=True)
+class RepeatedLabel:
+    """A label of one level that occurs under more than one parent group."""
+
+    level: str
+    parent_level: str
+    label: str
+    n_parents: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.level}: {self.label!r} occurs under {self.n_parents} "
+            f"{_plural(self.parent_level)}, treated as {self.n_parents} groups"
+        )
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and not word.endswith(("ay", "ey", "oy", "uy")):
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+@dataclass(frozen=True)
+class GroupTree:
+    """Nodes per level, top level first.
+
+    Attributes
+    ----------
+    level_names
+        Level names, top first.
+    paths
+        Grouping columns of each level, top first (each a prefix of the next).
+    labels
+        Per level, the path label of every node (``"MN/AITKIN"``), sorted.
+    parents
+        Per level, the index of each node's parent in the level above (all 0 at the top
+        level, whose parent is the root).
+    repeated
+        Labels found under more than one parent, per level.
+    """
+
+    level_names: tuple[str, ...]
+    paths: tuple[tuple[str, ...], ...]
+    labels: tuple[tuple[str, ...], ...]
+    parents: tuple[np.ndarray, ...]
+    repeated: tuple[RepeatedLabel, ...]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of nodes per level."""
+        return tuple(len(lab) for lab in self.labels)
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels (0 for a model without groups)."""
+        return len(self.level_names)
+
+    def ancestors(self, level: int) -> np.ndarray:
+        """For each node of ``level``, its ancestor index at every level above, shape (G, level)."""
+        out = np.zeros((self.sizes[level], level + 1), dtype=np.int64)
+        out[:, level] = np.arange(self.sizes[level])
+        for k in range(level, 0, -1):
+            out[:, k - 1] = self.parents[k][out[:, k]]
+        return out
+
+    def leaf_ids(self, frame: pd.DataFrame) -> np.ndarray:
+        """Leaf node of each row of ``frame``; -1 where the path is not in the tree."""
+        if not self.level_names:
+            return np.zeros(len(frame), dtype=np.int64)
+        lookup = pd.Index(self.labels[-1])
+        keys = _path_strings(frame, self.paths[-1])
+        return lookup.get_indexer(keys)
+
+
+def _path_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    text = frame[columns[0]].astype(str)
+    for col in columns[1:]:
+        text = text + "/" + frame[col].astype(str)
+    return text
+
+
+def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, np.ndarray]:
+    """Build the tree from a table and return it with each row's leaf node id.
+
+    Parameters
+    ----------
+    spec
+        The model; its levels give the nesting chain.
+    frame
+        Rows with the grouping columns, no missing values.
+
+    Returns
+    -------
+    tree, leaf
+        The tree, and for each row the index of its leaf node (all 0 without levels).
+
+    Raises
+    ------
+    DataError
+        When a level has fewer than two groups.
+    """
+    if not spec.levels:
+        empty = GroupTree((), (), (), (), ())
+        return empty, np.zeros(len(frame), dtype=np.int64)
+    columns = spec.group_columns
+    codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for col in columns:
+        values = frame[col].astype(str).to_numpy()
+        code, uniques = pd.factorize(values, sort=True)
+        codes[col] = (code.astype(np.int64), np.asarray(uniques, dtype=object))
+    # Combine column codes into path ids, one column at a time; factorize after each step
+    # keeps the keys small and the ordering lexicographic in the path.
+    key = np.zeros(len(frame), dtype=np.int64)
+    path_ids: dict[int, np.ndarray] = {}
+    for depth, col in enumerate(columns, start=1):
+        code, uniques = codes[col]
+        key, _ = pd.factorize(key * len(uniques) + code, sort=True)
+        key = key.astype(np.int64)
+        path_ids[depth] = key
+    labels, parents, repeated = [], [], []
+    prev_ids: np.ndarray | None = None
+    prev_level: str | None = None
+    for level in spec.levels:
+        ids = path_ids[len(level.path)]
+        n_nodes = int(ids.max()) + 1
+        first = np.zeros(n_nodes, dtype=np.int64)
+        first[ids[::-1]] = np.arange(len(ids))[::-1]
+        label = ["/".join(str(codes[c][1][codes[c][0][r]]) for c in level.path) for r in first]
+        if n_nodes < 2:
+            raise DataError(
+                f"level {level.name!r} has only one group ({label[0]!r}); a varying effect needs at "
+                f"least two groups. Remove {level.name!r} from the grouping in the formula, or add "
+                "data from more groups."
+            )
+        parent = np.zeros(n_nodes, dtype=np.int64) if prev_ids is None else prev_ids[first]
+        if prev_ids is not None and prev_level is not None:
+            own_code = codes[level.path[-1]][0][first]
+            n_par = pd.Series(parent).groupby(own_code).nunique()
+            uniques = codes[level.path[-1]][1]
+            for code_value, count in n_par[n_par > 1].sort_values(ascending=False).items():
+                repeated.append(RepeatedLabel(level.name, prev_level, str(uniques[code_value]), int(count)))
+        labels.append(tuple(label))
+        parents.append(parent)
+        prev_ids, prev_level = ids, level.name
+    tree = GroupTree(
+        level_names=tuple(lv.name for lv in spec.levels),
+        paths=tuple(lv.path for lv in spec.levels),
+        labels=tuple(labels),
+        parents=tuple(parents),
+        repeated=tuple(repeated),
+    )
+    assert prev_ids is not None
+    return tree, prev_ids

@@ -1,0 +1,103 @@
+"""The model specification: what a formula says, frozen.
+
+A :class:`ModelSpec` holds the response and its transform, the fixed-effect formula, the
+hierarchy as an ordered chain of levels, which terms vary at each level and how they are
+correlated, the family and the pooling mode. It knows nothing about data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Block", "Family", "LevelSpec", "ModelSpec", "Pooling", "Transform"]
+
+Family = Literal["gaussian", "lognormal"]
+Pooling = Literal["partial", "none", "complete"]
+Transform = Literal["identity", "log"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """Terms that vary together at one level.
+
+    Attributes
+    ----------
+    terms
+        Term names as formulaic writes them; ``"1"`` is the intercept.
+    correlated
+        ``True`` for ``|`` (an LKJ correlation over the block), ``False`` for ``||``.
+    """
+
+    terms: tuple[str, ...]
+    correlated: bool
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """One level of the nesting chain.
+
+    Attributes
+    ----------
+    name
+        The level's name: its last grouping column (``county`` in ``state/county``).
+    path
+        Grouping columns from the top level down to this one, e.g. ``("state", "county")``.
+    blocks
+        The terms that vary at this level, grouped into covariance blocks. Empty when
+        nothing varies here (the level still nests the ones below it).
+    """
+
+    name: str
+    path: tuple[str, ...]
+    blocks: tuple[Block, ...]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """All terms that vary at this level, in block order."""
+        return tuple(t for b in self.blocks for t in b.terms)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model.
+
+    Attributes
+    ----------
+    formula
+        The formula text as given.
+    response
+        The response column.
+    transform
+        ``"log"`` when the model is fitted to ``log(response)``.
+    fixed
+        The fixed-effect right-hand side as a formulaic formula, e.g. ``"1 + floor"``.
+    levels
+        The nesting chain, top level first.
+    family
+        ``"gaussian"`` or ``"lognormal"``.
+    pooling
+        ``"partial"`` (default), ``"none"`` or ``"complete"``.
+    """
+
+    formula: str
+    response: str
+    transform: Transform
+    fixed: str
+    levels: tuple[LevelSpec, ...]
+    family: Family = "gaussian"
+    pooling: Pooling = "partial"
+
+    @property
+    def group_columns(self) -> tuple[str, ...]:
+        """The grouping columns, top level first."""
+        return self.levels[-1].path if self.levels else ()
+
+    @property
+    def varying_terms(self) -> tuple[str, ...]:
+        """Every term that varies at some level, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for level in self.levels:
+            for term in level.terms:
+                seen.setdefault(term, None)
+        return tuple(seen)

@@ -1,0 +1,102 @@
+"""Input tables: accept pandas or polars, check columns, drop or refuse missing rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["CleanTable", "NaPolicy", "prepare_table", "to_pandas"]
+
+NaPolicy = Literal["drop", "error"]
+
+
+@dataclass(frozen=True)
+class CleanTable:
+    """The rows a model uses, with how many were dropped for missing values."""
+
+    frame: pd.DataFrame
+    n_dropped: int
+    dropped_by_column: dict[str, int]
+
+
+def to_pandas(data: Any) -> pd.DataFrame:
+    """A pandas view of a pandas or polars table (a dict of columns also works)."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    module = type(data).__module__
+    if module.startswith("polars"):
+        return data.to_pandas()
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    raise DataError(
+        f"data must be a pandas or polars DataFrame, got {type(data).__name__}; "
+        "read files with pandas.read_csv / polars.read_parquet first, or pass a path to the CLI"
+    )
+
+
+def prepare_table(
+    data: Any,
+    columns: list[str],
+    response: str,
+    log_response: bool,
+    na: NaPolicy = "drop",
+) -> CleanTable:
+    """Select the needed columns, validate them, and handle missing values.
+
+    Parameters
+    ----------
+    data
+        pandas or polars table.
+    columns
+        Every column the model reads (response, predictors, grouping columns).
+    response
+        The response column; it must be numeric and finite, and positive when logged.
+    log_response
+        Whether the model uses ``log(response)``.
+    na
+        ``"drop"`` drops rows with a missing value in a needed column and counts them;
+        ``"error"`` refuses them.
+    """
+    frame = to_pandas(data)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, list(frame.columns)[:20]))
+        raise DataError(f"column {missing[0]!r} is not in the data; the data has: {have}")
+    frame = frame.loc[:, list(dict.fromkeys(columns))]
+    y = frame[response]
+    if not (pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)):
+        example = y.dropna().iloc[0] if y.notna().any() else None
+        raise DataError(
+            f"response {response!r} must be numeric, but it has dtype {y.dtype} (e.g. {example!r}); "
+            "convert it to numbers first"
+        )
+    na_mask = frame.isna()
+    by_column = {c: int(n) for c, n in na_mask.sum().items() if n}
+    rows = na_mask.any(axis=1).to_numpy()
+    n_dropped = int(rows.sum())
+    if n_dropped:
+        if na == "error":
+            worst = max(by_column, key=lambda c: by_column[c])
+            raise DataError(
+                f"{n_dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
+                "drop or impute them, or use na='drop' (--na drop) to drop them"
+            )
+        frame = frame.loc[~rows]
+    if len(frame) == 0:
+        raise DataError("no rows are left after dropping rows with missing values")
+    yv = frame[response].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(yv)
+    if bad.any():
+        raise DataError(f"response {response!r} has {int(bad.sum())} infinite values; remove those rows")
+    if log_response and (yv <= 0).any():
+        n_bad = int((yv <= 0).sum())
+        raise DataError(
+            f"response {response!r} has {n_bad} values <= 0 (e.g. {yv[yv <= 0][0]!r}), so log({response}) "
+            "is undefined; remove them, shift the response, or fit it without log"
+        )
+    return CleanTable(frame.reset_index(drop=True), n_dropped, by_column)
