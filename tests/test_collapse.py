@@ -106,7 +106,9 @@ def test_padding_nodes_change_nothing():
         jnp.concatenate([stats.yty, jnp.zeros(pad)]),
         (stats.parents[0], jnp.concatenate([stats.parents[1], jnp.zeros(pad, dtype=int)])),
     )
-    assert float(log_marginal(padded, sigma, levels, m0, L0)) == pytest.approx(float(base), abs=1e-10)
+    assert float(log_marginal(padded, sigma, levels, m0, L0)) == pytest.approx(
+        float(base), abs=1e-10
+    )
 
 
 def test_gradient_is_finite_at_zero_sd():
@@ -159,7 +161,11 @@ def test_downward_draws_match_dense_conditional():
     post_mean = mean0 + K @ (y - Z @ mean0)
     post_cov = P - K @ Z @ P
     flat = np.concatenate(
-        [np.asarray(root), np.asarray(lev1).reshape(len(keys), -1), np.asarray(lev2).reshape(len(keys), -1)],
+        [
+            np.asarray(root),
+            np.asarray(lev1).reshape(len(keys), -1),
+            np.asarray(lev2).reshape(len(keys), -1),
+        ],
         axis=1,
     )
     sd = np.sqrt(np.diag(post_cov))

@@ -16,7 +16,18 @@ import numpy as np
 from .collapse import TreeStats
 from .density import DensityArgs, Layout, LevelLayout
 from .design import Design
-from .priors import LKJ, CoefPrior, Exponential, HalfCauchy, HalfNormal, HalfStudentT, Normal, Priors, ScalePrior, StudentT
+from .priors import (
+    LKJ,
+    CoefPrior,
+    Exponential,
+    HalfCauchy,
+    HalfNormal,
+    HalfStudentT,
+    Normal,
+    Priors,
+    ScalePrior,
+    StudentT,
+)
 from .suffstats import SuffStats
 
 __all__ = ["PriorStatement", "Problem", "assemble", "bucket"]
@@ -72,7 +83,9 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _coef_priors(design: Design, priors: Priors) -> tuple[list[CoefPrior | None], list[PriorStatement]]:
+def _coef_priors(
+    design: Design, priors: Priors
+) -> tuple[list[CoefPrior | None], list[PriorStatement]]:
     enc, sc = design.encoding, design.scaling
     out: list[CoefPrior | None] = []
     said = []
@@ -90,7 +103,11 @@ def _coef_priors(design: Design, priors: Priors) -> tuple[list[CoefPrior | None]
             label = f"beta[{name}]"
         chosen = user if user is not None else default
         out.append(chosen)
-        said.append(PriorStatement(label, str(chosen), "user" if user is not None else "default: 2.5 × sd(y)/sd(x)"))
+        said.append(
+            PriorStatement(
+                label, str(chosen), "user" if user is not None else "default: 2.5 × sd(y)/sd(x)"
+            )
+        )
     return out, said
 
 
@@ -141,7 +158,11 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
 
     # Residual sd.
     sigma_prior: ScalePrior = priors.sigma or Exponential(1.0 / sc.y_scale)
-    said.append(PriorStatement("sigma", str(sigma_prior), "user" if priors.sigma else "default: rate 1/sd(y)"))
+    said.append(
+        PriorStatement(
+            "sigma", str(sigma_prior), "user" if priors.sigma else "default: rate 1/sd(y)"
+        )
+    )
     sigma_kind, s_df, s_scale = _scale_row(sigma_prior, 1.0 / sc.y_scale)
 
     # Levels.
@@ -162,7 +183,9 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
             v = varying_any
             C0 = (L0_base * scale) @ (L0_base * scale).T
             lam = np.diag(np.sqrt(np.diag(C0)[list(v)]))
-            layouts.append(LevelLayout(v, (1,) * len(v), (False,) * len(v), "halfnormal", fixed=True))
+            layouts.append(
+                LevelLayout(v, (1,) * len(v), (False,) * len(v), "halfnormal", fixed=True)
+            )
             sd_rows.append(np.zeros((len(v), 2)))
             etas.append(np.zeros((0,)))
             fixed.append(lam)
@@ -174,7 +197,13 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         for j in v:
             name = enc.coef_names[j]
             prior = user_sd or HalfStudentT(3.0, 2.5 * sc.y_scale / sc.x_scale[j])
-            said.append(PriorStatement(f"sd_{lv.name}[{name}]", str(prior), "user" if user_sd else "default: 2.5 × sd(y)/sd(x)"))
+            said.append(
+                PriorStatement(
+                    f"sd_{lv.name}[{name}]",
+                    str(prior),
+                    "user" if user_sd else "default: 2.5 × sd(y)/sd(x)",
+                )
+            )
             kind, d, s = _scale_row(prior, factor[j])
             kinds.add(kind)
             rows.append((d, s))
@@ -182,7 +211,11 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         lkj = priors.corr_for(lv.name) or LKJ(2.0)
         n_corr = sum(lv.correlated)
         if n_corr:
-            said.append(PriorStatement(f"corr_{lv.name}", str(lkj), "user" if priors.corr_for(lv.name) else "default"))
+            said.append(
+                PriorStatement(
+                    f"corr_{lv.name}", str(lkj), "user" if priors.corr_for(lv.name) else "default"
+                )
+            )
         layouts.append(LevelLayout(v, tuple(len(b) for b in lv.blocks), lv.correlated, sd_kind))
         sd_rows.append(np.array(rows, dtype=np.float64).reshape(len(v), 2))
         etas.append(np.full(n_corr, lkj.eta))
@@ -192,7 +225,8 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     sizes = design.tree.sizes
     padded = tuple(bucket(g) for g in sizes) if pad else sizes
     parents = tuple(
-        jnp.asarray(_pad(design.tree.parents[li].astype(np.int32), padded[li])) for li in range(len(sizes))
+        jnp.asarray(_pad(design.tree.parents[li].astype(np.int32), padded[li]))
+        for li in range(len(sizes))
     )
     n_leaf = padded[-1] if padded else 1
     tree_stats = TreeStats(

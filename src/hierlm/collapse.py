@@ -30,7 +30,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_solve, solve_triangular
+import numpy as np
+
+from .smallmat import cholesky, matmul, solve_lower, solve_upper_t
 
 __all__ = ["LevelFactor", "TreeStats", "draw_tree", "log_marginal", "upward"]
 
@@ -58,13 +60,15 @@ class LevelFactor(NamedTuple):
 
 def _message(J: jax.Array, h: jax.Array, c: jax.Array, lam: jax.Array, v: tuple[int, ...]):
     """Message of one node to its parent (see the module notes)."""
-    idx = jnp.asarray(v)
-    A = lam.T @ J[idx, :]
-    M = jnp.eye(len(v), dtype=J.dtype) + A[:, idx] @ lam
-    R = jnp.linalg.cholesky(M)
-    W = solve_triangular(R, A, lower=True)
-    u = solve_triangular(R, lam.T @ h[idx], lower=True)
-    return J - W.T @ W, h - W.T @ u, c + 0.5 * u @ u - jnp.sum(jnp.log(jnp.diagonal(R)))
+    idx = np.asarray(v)
+    A = matmul(lam.T, J[idx, :])
+    M = jnp.eye(len(v), dtype=J.dtype) + matmul(A[:, idx], lam)
+    R = cholesky(M)
+    W = solve_lower(R, A)
+    u = solve_lower(R, matmul(lam.T, h[idx, None]))[:, 0]
+    J_out = J - matmul(W.T, W)
+    h_out = h - jnp.sum(W * u[:, None], axis=0)
+    return J_out, h_out, c + 0.5 * jnp.sum(u * u) - jnp.sum(jnp.log(jnp.diagonal(R)))
 
 
 _level_message = jax.vmap(_message, in_axes=(0, 0, 0, None, None))
@@ -102,27 +106,27 @@ def upward(stats: TreeStats, sigma: jax.Array, levels: tuple[LevelFactor, ...]):
 def _root_terms(J, h, c, m0, L0):
     hs = h - J @ m0
     cs = c - 0.5 * m0 @ J @ m0 + h @ m0
-    A = L0.T @ J
-    M = jnp.eye(L0.shape[1], dtype=J.dtype) + A @ L0
-    R = jnp.linalg.cholesky(M)
-    return hs, cs, R
+    A = matmul(L0.T, J)
+    M = jnp.eye(L0.shape[1], dtype=J.dtype) + matmul(A, L0)
+    R = cholesky(M)
+    u = solve_lower(R, matmul(L0.T, hs[:, None]))[:, 0]
+    return cs + 0.5 * jnp.sum(u * u) - jnp.sum(jnp.log(jnp.diagonal(R))), u, R
 
 
 def log_marginal(stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0, L0) -> jax.Array:
     """``log p(y_std | θ)`` with every group coefficient integrated out."""
     (J, h, c), _ = upward(stats, sigma, levels)
-    hs, cs, R = _root_terms(J, h, c, m0, L0)
-    u = solve_triangular(R, L0.T @ hs, lower=True)
-    return cs + 0.5 * u @ u - jnp.sum(jnp.log(jnp.diagonal(R)))
+    return _root_terms(J, h, c, m0, L0)[0]
 
 
 def _draw_node(J, h, a, eps, lam, v):
-    idx = jnp.asarray(v)
-    A = lam.T @ J[idx, :]
-    R = jnp.linalg.cholesky(jnp.eye(len(v), dtype=J.dtype) + A[:, idx] @ lam)
-    b = lam.T @ h[idx] - A @ a
-    z = cho_solve((R, True), b) + solve_triangular(R.T, eps, lower=False)
-    return a.at[idx].add(lam @ z)
+    idx = np.asarray(v)
+    A = matmul(lam.T, J[idx, :])
+    R = cholesky(jnp.eye(len(v), dtype=J.dtype) + matmul(A[:, idx], lam))
+    b = matmul(lam.T, h[idx, None])[:, 0] - jnp.sum(A * a[None, :], axis=1)
+    # z = M⁻¹ b + R⁻ᵀ ε with M = R Rᵀ
+    z = solve_upper_t(R, solve_lower(R, b[:, None]) + eps[:, None])[:, 0]
+    return a.at[idx].add(jnp.sum(lam * z[None, :], axis=1))
 
 
 _draw_level = jax.vmap(_draw_node, in_axes=(0, 0, 0, 0, None, None))
@@ -138,12 +142,10 @@ def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0,
         ``log p(y_std | θ)``.
     """
     (J, h, c), per_level = upward(stats, sigma, levels)
-    hs, cs, R = _root_terms(J, h, c, m0, L0)
+    log_ml, u, R = _root_terms(J, h, c, m0, L0)
     keys = jax.random.split(key, len(levels) + 1)
     eps = jax.random.normal(keys[0], (L0.shape[1],), dtype=J.dtype)
-    u = solve_triangular(R, L0.T @ hs, lower=True)
-    log_ml = cs + 0.5 * u @ u - jnp.sum(jnp.log(jnp.diagonal(R)))
-    z = solve_triangular(R.T, u + eps, lower=False)
+    z = solve_upper_t(R, (u + eps)[:, None])[:, 0]
     root = m0 + L0 @ z
     parent = root[None, :]
     out = []

@@ -53,7 +53,9 @@ class LevelLayout:
         """Number of θ entries this level owns."""
         if self.fixed:
             return 0
-        return len(self.v) + sum(k * (k - 1) // 2 for k, c in zip(self.block_sizes, self.correlated, strict=True) if c)
+        return len(self.v) + sum(
+            k * (k - 1) // 2 for k, c in zip(self.block_sizes, self.correlated, strict=True) if c
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,10 @@ def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
     """Map unconstrained θ to σ, per-level factors Λ and the root factor L₀."""
     log_sigma = theta[0]
     sigma = jnp.exp(log_sigma)
-    lp = _scale_logpdf(layout.sigma_kind, sigma, args.sigma_prior[0], args.sigma_prior[1]) + log_sigma
+    lp = (
+        _scale_logpdf(layout.sigma_kind, sigma, args.sigma_prior[0], args.sigma_prior[1])
+        + log_sigma
+    )
     pos = 1
     factors, sds, chols = [], [], []
     for li, lv in enumerate(layout.levels):

@@ -80,10 +80,14 @@ class FixedEncoding:
 
 
 def _term_strings(rhs: str, what: str) -> list[str]:
+    """formulaic's term names for a right-hand side (no implicit intercept for one term)."""
     try:
-        return [str(t) for t in Formula(rhs)]
+        terms = [str(t) for t in Formula(rhs)]
     except Exception as exc:  # formulaic raises several types for bad input
         raise FormulaError(f"cannot read the {what} {rhs!r}: {exc}") from None
+    if what == "varying term" and rhs.strip() != "1":
+        terms = [t for t in terms if t != "1"]
+    return terms
 
 
 def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
@@ -95,7 +99,9 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     body = " + ".join(t for t in terms if t != "1") or ""
     rhs = ("1" if has_intercept else "0") + (f" + {body}" if body else "")
     if rhs == "0":
-        raise FormulaError(f"the formula {spec.formula!r} has no terms; add a predictor or an intercept")
+        raise FormulaError(
+            f"the formula {spec.formula!r} has no terms; add a predictor or an intercept"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -187,7 +193,12 @@ def level_coefs(spec: ModelSpec, encoding: FixedEncoding) -> tuple[LevelCoefs, .
     for level in spec.levels:
         blocks, corr = [], []
         for block in level.blocks:
-            idx = tuple(c for term in block.terms for t in _term_strings(term, "varying term") for c in encoding.term_columns[t])
+            idx = tuple(
+                c
+                for term in block.terms
+                for t in _term_strings(term, "varying term")
+                for c in encoding.term_columns[t]
+            )
             if block.correlated:
                 blocks.append(idx)
                 corr.append(len(idx) > 1)

@@ -25,7 +25,9 @@ class FormulaError(HierlmError, ValueError):
         ``(start, end)`` character offsets of the offending token in ``formula``.
     """
 
-    def __init__(self, message: str, formula: str | None = None, span: tuple[int, int] | None = None):
+    def __init__(
+        self, message: str, formula: str | None = None, span: tuple[int, int] | None = None
+    ):
         self.formula = formula
         self.span = span
         text = message

@@ -157,7 +157,9 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
             n_par = pd.Series(parent).groupby(own_code).nunique()
             uniques = codes[level.path[-1]][1]
             for code_value, count in n_par[n_par > 1].sort_values(ascending=False).items():
-                repeated.append(RepeatedLabel(level.name, prev_level, str(uniques[code_value]), int(count)))
+                repeated.append(
+                    RepeatedLabel(level.name, prev_level, str(uniques[code_value]), int(count))
+                )
         labels.append(tuple(label))
         parents.append(parent)
         prev_ids, prev_level = ids, level.name

@@ -284,12 +284,16 @@ def parse_prior(text: str) -> Priors:
         )
     cls, target, dist = match["cls"].lower(), match["target"], match["dist"].lower()
     if dist not in _DISTS:
-        raise PriorError(f"unknown distribution {match['dist']!r} in {text!r}; use one of {', '.join(sorted(_DISTS))}")
+        raise PriorError(
+            f"unknown distribution {match['dist']!r} in {text!r}; use one of {', '.join(sorted(_DISTS))}"
+        )
     kind, lo, hi = _DISTS[dist]
     try:
         args = [float(a) for a in match["args"].split(",") if a.strip()]
     except ValueError:
-        raise PriorError(f"the arguments of {match['dist']}(...) in {text!r} must be numbers") from None
+        raise PriorError(
+            f"the arguments of {match['dist']}(...) in {text!r} must be numbers"
+        ) from None
     if not lo <= len(args) <= hi:
         raise PriorError(f"{match['dist']} takes {lo} argument(s), got {len(args)} in {text!r}")
     prior = kind(*args)
@@ -315,4 +319,6 @@ def parse_prior(text: str) -> Priors:
         if not isinstance(prior, LKJ):
             raise PriorError(f"corr needs lkj(eta), got {match['dist']} in {text!r}")
         return Priors(corr={target: prior} if target else prior)
-    raise PriorError(f"unknown parameter class {match['cls']!r} in {text!r}; use beta, intercept, sd, sigma or corr")
+    raise PriorError(
+        f"unknown parameter class {match['cls']!r} in {text!r}; use beta, intercept, sd, sigma or corr"
+    )

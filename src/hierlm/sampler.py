@@ -8,8 +8,9 @@ the mode, keeps the geometry near the identity at every data size.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +18,11 @@ import numpy as np
 from jax.scipy.optimize import minimize
 from numpyro.infer.hmc import hmc
 
+from .density import DensityArgs, Layout, log_density
+
 __all__ = ["Laplace", "NutsDraws", "find_laplace", "run_nuts"]
 
 Progress = Callable[[int, int, str], None]
-LogDensity = Callable[[jax.Array, Any], jax.Array]
 
 
 class Laplace(NamedTuple):
@@ -43,8 +45,10 @@ class NutsDraws(NamedTuple):
     step_size: np.ndarray
 
 
-def find_laplace(logp: LogDensity, args: Any, dim: int) -> Laplace:
-    """Posterior mode of θ by BFGS from 0, and the Hessian there (jitted as one program)."""
+@functools.lru_cache(maxsize=16)
+def _laplace_program(layout: Layout):
+    logp = functools.partial(log_density, layout=layout)
+    dim = layout.size
 
     @jax.jit
     def run(args):
@@ -63,39 +67,23 @@ def find_laplace(logp: LogDensity, args: Any, dim: int) -> Laplace:
         C = jnp.where(ok, V / jnp.sqrt(w)[None, :], jnp.eye(dim))
         return Laplace(x, C, ok & res.success)
 
-    return run(args)
+    return run
 
 
-def run_nuts(
-    logp: LogDensity,
-    args: Any,
-    laplace: Laplace,
-    *,
-    chains: int,
-    draws: int,
-    tune: int,
-    seed: int,
-    target_accept: float = 0.8,
-    max_tree_depth: int = 10,
-    chunk: int = 100,
-    progress: Progress | None = None,
-) -> NutsDraws:
-    """Run ``chains`` NUTS chains in lockstep (vectorised) over ``u``; return θ draws.
+def find_laplace(layout: Layout, args: DensityArgs) -> Laplace:
+    """Posterior mode of θ by BFGS from 0, and the Hessian there (one compiled program,
+    cached per layout)."""
+    return _laplace_program(layout)(args)
 
-    The iterations run in compiled chunks of ``chunk`` so a progress bar can update between
-    them; warm-up and sampling share one compiled program.
-    """
 
+@functools.lru_cache(maxsize=16)
+def _nuts_program(
+    layout: Layout, chains: int, tune: int, target_accept: float, max_tree_depth: int, chunk: int
+):
     def potential_gen(args, mode, root_cov):
-        return lambda u: -logp(mode + root_cov @ u, args)
+        return lambda u: -log_density(mode + root_cov @ u, args, layout)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
-    dim = laplace.mode.shape[0]
-    key = jax.random.PRNGKey(seed)
-    k_init, k_chain = jax.random.split(key)
-    u0 = jax.random.normal(k_init, (chains, dim), dtype=jnp.float64)
-    keys = jax.random.split(k_chain, chains)
-    model_args = (args, laplace.mode, laplace.root_cov)
 
     @jax.jit
     def init(u0, keys, model_args):
@@ -117,10 +105,46 @@ def run_nuts(
     def run_chunk(state, model_args):
         def body(s, _):
             s = step(s, model_args)
-            return s, (s.z, s.diverging, s.num_steps, s.energy, s.potential_energy, s.adapt_state.step_size)
+            return s, (
+                s.z,
+                s.diverging,
+                s.num_steps,
+                s.energy,
+                s.potential_energy,
+                s.adapt_state.step_size,
+            )
 
         return jax.lax.scan(body, state, None, length=chunk)
 
+    return init, run_chunk
+
+
+def run_nuts(
+    layout: Layout,
+    args: DensityArgs,
+    laplace: Laplace,
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    seed: int,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    chunk: int = 100,
+    progress: Progress | None = None,
+) -> NutsDraws:
+    """Run ``chains`` NUTS chains in lockstep (vectorised) over ``u``; return θ draws.
+
+    The iterations run in compiled chunks of ``chunk`` so a progress bar can update between
+    them; warm-up and sampling share one compiled program, cached per model layout.
+    """
+    init, run_chunk = _nuts_program(layout, chains, tune, target_accept, max_tree_depth, chunk)
+    dim = laplace.mode.shape[0]
+    key = jax.random.PRNGKey(seed)
+    k_init, k_chain = jax.random.split(key)
+    u0 = jax.random.normal(k_init, (chains, dim), dtype=jnp.float64)
+    keys = jax.random.split(k_chain, chains)
+    model_args = (args, laplace.mode, laplace.root_cov)
     state = init(u0, keys, model_args)
     total = tune + draws
     outs = []
@@ -133,7 +157,10 @@ def run_nuts(
         done = min(done + chunk, total)
         if progress is not None:
             progress(done, total, "warmup" if done <= tune else "sampling")
-    z, div, n_steps, energy, pe, eps = (np.concatenate(parts, axis=0)[tune:total].swapaxes(0, 1) for parts in zip(*outs, strict=True))
+    z, div, n_steps, energy, pe, eps = (
+        np.concatenate(parts, axis=0)[tune:total].swapaxes(0, 1)
+        for parts in zip(*outs, strict=True)
+    )
     mode = np.asarray(laplace.mode)
     C = np.asarray(laplace.root_cov)
     theta = mode + z @ C.T

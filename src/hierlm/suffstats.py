@@ -86,7 +86,9 @@ class SuffStats:
         return int(self.n.sum())
 
 
-def _chunk_stats(x: np.ndarray, y: np.ndarray, leaf: np.ndarray, n_leaves: int, y_ref: float) -> RawStats:
+def _chunk_stats(
+    x: np.ndarray, y: np.ndarray, leaf: np.ndarray, n_leaves: int, y_ref: float
+) -> RawStats:
     p = x.shape[1]
     yc = y - y_ref
 

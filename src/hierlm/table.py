@@ -92,7 +92,9 @@ def prepare_table(
     yv = frame[response].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(yv)
     if bad.any():
-        raise DataError(f"response {response!r} has {int(bad.sum())} infinite values; remove those rows")
+        raise DataError(
+            f"response {response!r} has {int(bad.sum())} infinite values; remove those rows"
+        )
     if log_response and (yv <= 0).any():
         n_bad = int((yv <= 0).sum())
         raise DataError(

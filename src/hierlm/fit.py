@@ -1,0 +1,212 @@
+"""A fitted model: the posterior, its summary and diagnostics, and saving to one file."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import arviz as az
+import pandas as pd
+
+from .assemble import PriorStatement
+from .design import Design
+from .diagnostics import Finding, diagnose
+from .errors import HierlmError
+from .suffstats import SuffStats
+from .summary import posterior_table
+
+__all__ = ["FORMAT_VERSION", "Fit", "FitInfo", "load"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How the fit was run, and what happened to the data."""
+
+    chains: int
+    draws: int
+    tune: int
+    seed: int
+    target_accept: float
+    max_tree_depth: int
+    n_rows: int
+    n_dropped: int
+    dropped_by_column: dict[str, int]
+    priors: tuple[PriorStatement, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The result of :meth:`hierlm.Model.fit`.
+
+    Attributes
+    ----------
+    idata
+        ArviZ InferenceData (see :mod:`hierlm.posterior` for the variable contract).
+    design
+        The frozen design: encoding, group tree, scaling.
+    stats
+        The standardised leaf statistics the fit used.
+    info
+        Sampler settings, row counts, priors and timings.
+    """
+
+    idata: az.InferenceData
+    design: Design
+    stats: SuffStats
+    info: FitInfo
+
+    @property
+    def spec(self):
+        """The model specification."""
+        return self.design.spec
+
+    def main_vars(self) -> list[str]:
+        """Population and variance parameters (not the per-group coefficients)."""
+        return [v for v in self.idata.posterior.data_vars if not _is_group_var(str(v), self.design)]
+
+    def summary(
+        self, var_names: list[str] | None = None, groups: bool = False, hdi_prob: float = 0.9
+    ) -> pd.DataFrame:
+        """Posterior table: mean, sd, HDI, R-hat and bulk/tail ESS.
+
+        Parameters
+        ----------
+        var_names
+            Variables to include; default the population and variance parameters, plus the
+            group coefficients when ``groups`` is true.
+        groups
+            Include ``beta_<level>`` for every group.
+        hdi_prob
+            Mass of the highest-density interval.
+        """
+        if var_names is None:
+            var_names = list(self.idata.posterior.data_vars) if groups else self.main_vars()
+        table = posterior_table(self.idata.posterior, var_names, hdi_prob)
+        return _drop_fixed_entries(table)
+
+    def diagnose(self) -> list[Finding]:
+        """Convergence findings in plain words, each with a fix."""
+        table = _drop_fixed_entries(
+            posterior_table(self.idata.posterior, self.main_vars(), stats=False)
+        )
+        ss = self.idata.sample_stats
+        return diagnose(
+            table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
+        )
+
+    def notes(self) -> list[str]:
+        """What the model did with the data: dropped rows, repeated labels."""
+        out = []
+        if self.info.n_dropped:
+            cols = ", ".join(f"{c}: {n}" for c, n in self.info.dropped_by_column.items())
+            out.append(f"{self.info.n_dropped} rows with missing values were dropped ({cols}).")
+        for rep in self.design.tree.repeated[:10]:
+            out.append(str(rep))
+        if len(self.design.tree.repeated) > 10:
+            out.append(f"... and {len(self.design.tree.repeated) - 10} more repeated labels.")
+        return out
+
+    def save(self, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
+        """Write the fit to one file (a zip of the InferenceData as netCDF and the design).
+
+        The file is written to a temporary name and moved into place, so a failure never
+        leaves a half-written file.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise HierlmError(f"{path} exists; pass overwrite=True (--force) to replace it")
+        with tempfile.TemporaryDirectory() as tmp:
+            nc = Path(tmp) / "idata.nc"
+            self.idata.to_netcdf(str(nc))
+            state = pickle.dumps({"design": self.design, "stats": self.stats, "info": self.info})
+            meta = {
+                "format": "hierlm-fit",
+                "format_version": FORMAT_VERSION,
+                "formula": self.spec.formula,
+            }
+            fd, tmp_out = tempfile.mkstemp(
+                dir=path.parent if str(path.parent) else ".", suffix=".part"
+            )
+            os.close(fd)
+            try:
+                with zipfile.ZipFile(tmp_out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                    zf.writestr("meta.json", json.dumps(meta))
+                    zf.write(nc, "idata.nc")
+                    zf.writestr("state.pkl", state)
+                os.replace(tmp_out, path)
+            except BaseException:
+                Path(tmp_out).unlink(missing_ok=True)
+                raise
+        return path
+
+
+def load(path: str | os.PathLike[str]) -> Fit:
+    """Load a fit written by :meth:`Fit.save`.
+
+    Only load files you trust: the design is stored with pickle.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise HierlmError(f"no fit file at {path}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            nc_bytes = zf.read("idata.nc")
+            state = pickle.loads(zf.read("state.pkl"))
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        json.JSONDecodeError,
+        pickle.UnpicklingError,
+        EOFError,
+    ) as exc:
+        raise HierlmError(f"{path} is not a hierlm fit file or is corrupted ({exc})") from None
+    if meta.get("format") != "hierlm-fit":
+        raise HierlmError(f"{path} is not a hierlm fit file")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise HierlmError(
+            f"{path} has fit format version {version}, but this hierlm reads version {FORMAT_VERSION}; "
+            "refit the model with this version of hierlm"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        nc = Path(tmp) / "idata.nc"
+        nc.write_bytes(nc_bytes)
+        idata = az.from_netcdf(str(nc))
+        idata.load()
+    return Fit(idata=idata, design=state["design"], stats=state["stats"], info=state["info"])
+
+
+def _is_group_var(name: str, design: Design) -> bool:
+    return any(name == f"beta_{lv}" for lv in design.tree.level_names)
+
+
+def _drop_fixed_entries(table: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows that are constants by construction: a correlation's diagonal, its upper
+    triangle (a repeat of the lower one), and cross-block correlations fixed at 0."""
+    keep = []
+    for label in table.index:
+        if label.startswith("corr_"):
+            a, _, b = label[label.index("[") + 1 : -1].partition(", ")
+            if a == b or table.loc[label, "r_hat"] != table.loc[label, "r_hat"]:
+                keep.append(False)
+                continue
+            name = label[: label.index("[")]
+            if f"{name}[{b}, {a}]" in keep_labels(table) and (a, b) > (b, a):
+                keep.append(False)
+                continue
+        keep.append(True)
+    return table[keep]
+
+
+def keep_labels(table: pd.DataFrame) -> set[str]:
+    """Index labels of a table, as a set."""
+    return set(table.index)

@@ -1,0 +1,166 @@
+"""The user-facing model: a formula on a table, fitted exactly by collapsing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import _jax
+from .assemble import Problem, assemble
+from .errors import HierlmError
+from .fit import Fit, FitInfo
+from .formula import parse_formula
+from .ingest import Ingested, ingest
+from .priors import Priors
+from .spec import ModelSpec
+from .table import NaPolicy
+
+__all__ = ["Model"]
+
+Progress = Callable[[int, int, str], None]
+
+
+class Model:
+    """A Bayesian hierarchical linear model.
+
+    Parameters
+    ----------
+    formula
+        ``y ~ fixed + (varying | g1/g2/...)``; see :func:`hierlm.formula.parse_formula`.
+    data
+        pandas or polars table.
+    family
+        ``"gaussian"`` or ``"lognormal"`` (the same as ``log(y)`` on the left).
+    priors
+        Priors on the original scale; unset ones default to weakly informative priors
+        scaled to the data.
+    pooling
+        ``"partial"`` (default), ``"none"`` or ``"complete"``.
+    na
+        ``"drop"`` rows with missing values (counted in the summary) or ``"error"``.
+
+    Examples
+    --------
+    >>> import hierlm as hl
+    >>> model = hl.Model("log_radon ~ floor + (1 + floor | county)", hl.datasets.radon("MN"))
+    >>> model.n_groups
+    {'county': 85}
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: Any,
+        family: str = "gaussian",
+        priors: Priors | None = None,
+        pooling: str = "partial",
+        na: NaPolicy = "drop",
+    ):
+        if na not in ("drop", "error"):
+            raise HierlmError(f"na must be 'drop' or 'error', got {na!r}")
+        if priors is not None and not isinstance(priors, Priors):
+            raise HierlmError(f"priors must be a hierlm.Priors, got {type(priors).__name__}")
+        _jax.configure()
+        self.spec: ModelSpec = parse_formula(formula, family=family, pooling=pooling)
+        self.priors = priors or Priors()
+        self.data: Ingested = ingest(self.spec, data, na=na)
+        self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
+
+    @property
+    def n_groups(self) -> dict[str, int]:
+        """Number of groups per level."""
+        tree = self.data.design.tree
+        return dict(zip(tree.level_names, tree.sizes, strict=True))
+
+    def log_density(self, theta):
+        """The collapsed log density of θ (unconstrained), for tests and advanced use."""
+        from .density import log_density
+
+        return log_density(theta, self.problem.args, self.problem.layout)
+
+    def fit(
+        self,
+        chains: int = 4,
+        draws: int = 1000,
+        tune: int = 1000,
+        seed: int = 0,
+        target_accept: float = 0.8,
+        max_tree_depth: int = 10,
+        progress: bool | Progress = False,
+    ) -> Fit:
+        """Sample θ with NUTS and draw every group coefficient exactly.
+
+        Parameters
+        ----------
+        chains, draws, tune
+            Number of chains, kept draws per chain and warm-up iterations per chain.
+        seed
+            Random seed; the same seed gives the same draws.
+        target_accept
+            NUTS target acceptance probability.
+        max_tree_depth
+            NUTS maximum tree depth.
+        progress
+            ``True`` for a progress bar on stderr, or a callable ``(done, total, phase)``.
+        """
+        for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
+            if not isinstance(value, int) or value < low:
+                raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0 < target_accept < 1:
+            raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
+        from .posterior import build_idata, draw_coefficients
+        from .sampler import find_laplace, run_nuts
+
+        callback, close = _progress(progress)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        try:
+            laplace = find_laplace(self.problem.layout, self.problem.args)
+            timings["laplace"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            nuts = run_nuts(
+                self.problem.layout,
+                self.problem.args,
+                laplace,
+                chains=chains,
+                draws=draws,
+                tune=tune,
+                seed=seed,
+                target_accept=target_accept,
+                max_tree_depth=max_tree_depth,
+                progress=callback,
+            )
+        finally:
+            close()
+        timings["nuts"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        coefs = draw_coefficients(self.problem, nuts.theta, seed=seed + 1)
+        d = self.data
+        idata = build_idata(d.design, self.problem, nuts, coefs, d.n_rows, d.sum_log_response)
+        timings["draws"] = time.perf_counter() - t2
+        info = FitInfo(
+            chains=chains,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            target_accept=target_accept,
+            max_tree_depth=max_tree_depth,
+            n_rows=d.n_rows,
+            n_dropped=d.n_dropped,
+            dropped_by_column=d.dropped_by_column,
+            priors=self.problem.priors,
+            timings=timings,
+        )
+        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+
+def _progress(progress: bool | Progress) -> tuple[Progress | None, Callable[[], None]]:
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return None, lambda: None
+    from .progress import SamplingProgress
+
+    bar = SamplingProgress()
+    return bar.update, bar.close
