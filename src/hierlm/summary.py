@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -40,9 +42,12 @@ def posterior_table(
         Include the location and interval columns; otherwise only the diagnostics.
     """
     ds = posterior[var_names]
-    rhat = az.rhat(ds)
-    ess_bulk = az.ess(ds, method="bulk")
-    ess_tail = az.ess(ds, method="tail")
+    with warnings.catch_warnings():
+        # Constant entries (a correlation's diagonal) have zero variance: NaN is the answer.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(ds)
+        ess_bulk = az.ess(ds, method="bulk")
+        ess_tail = az.ess(ds, method="tail")
     hdi = az.hdi(ds, hdi_prob=hdi_prob) if stats else None
     lo, hi = f"hdi_{100 * (1 - hdi_prob) / 2:g}%", f"hdi_{100 * (1 + hdi_prob) / 2:g}%"
     frames = []

@@ -1,0 +1,122 @@
+"""The ``hierlm`` command line: thin wrappers over the Python API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import HierlmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Exact Bayesian hierarchical linear regression.")
+out = Console(width=None if Console().is_terminal else 120)
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    from .errors import DataError
+
+    if not path.exists():
+        raise DataError(f"no data file at {path}")
+    suffix = "".join(path.suffixes).lower()
+    try:
+        if suffix.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if suffix.endswith((".csv", ".csv.gz", ".txt")):
+            return pd.read_csv(path)
+        if suffix.endswith((".tsv", ".tsv.gz")):
+            return pd.read_csv(path, sep="\t")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    raise DataError(f"cannot tell the format of {path}; use a .csv, .tsv or .parquet file")
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet file.")],
+    formula: Annotated[str, typer.Argument(help='e.g. "log_radon ~ floor + (1 + floor | state/county)"')],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the fit.")],
+    prior: Annotated[list[str] | None, typer.Option("--prior", help='e.g. "sd(county) ~ halfnormal(1)"')] = None,
+    family: Annotated[str, typer.Option(help="gaussian or lognormal.")] = "gaussian",
+    pooling: Annotated[str, typer.Option(help="partial, none or complete.")] = "partial",
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int = 0,
+    target_accept: Annotated[float, typer.Option(help="NUTS target acceptance.")] = 0.8,
+    na: Annotated[str, typer.Option(help="drop or error, for rows with missing values.")] = "drop",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+) -> None:
+    """Fit a model to a table and save it."""
+    from .model import Model
+    from .present import render_summary
+    from .priors import Priors
+
+    try:
+        if output.exists() and not force:
+            raise HierlmError(f"{output} exists; pass --force to overwrite it")
+        if na not in ("drop", "error"):
+            raise HierlmError(f"--na must be 'drop' or 'error', got {na!r}")
+        priors = Priors.from_strings(prior or [])
+        table = _read_table(data)
+        model = Model(formula, table, family=family, priors=priors, pooling=pooling, na=na)  # type: ignore[arg-type]
+        result = model.fit(chains=chains, draws=draws, tune=tune, seed=seed, target_accept=target_accept, progress=not quiet)
+        result.save(output)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    if not quiet:
+        render_summary(result, out)
+        out.print(f"saved to {output}")
+
+
+@app.command()
+def summary(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
+    groups: Annotated[bool, typer.Option("--groups", help="Also show every group's coefficients.")] = False,
+) -> None:
+    """Print the summary of a saved fit."""
+    from .fit import load
+    from .present import render_summary
+
+    try:
+        result = load(fit_path)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    render_summary(result, out, groups=groups)
+
+
+@app.command()
+def demo(
+    seed: int = 0,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also save the fit here.")] = None,
+) -> None:
+    """Fit log_radon ~ floor + (1 + floor | state/county) on the bundled radon data."""
+    from . import datasets
+    from .model import Model
+    from .present import render_summary
+
+    formula = "log_radon ~ floor + (1 + floor | state/county)"
+    out.print(f"Bundled radon survey (Gelman & Hill), all states: {formula}")
+    try:
+        model = Model(formula, datasets.radon())
+        result = model.fit(seed=seed, progress=True)
+        if output is not None:
+            result.save(output)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    render_summary(result, out)
+
+
+def main() -> None:
+    """Entry point."""
+    app()

@@ -1,0 +1,64 @@
+"""Render a fit as text for the terminal (rich). The only module that writes to a console."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .fit import Fit
+
+__all__ = ["render_summary"]
+
+
+def _fmt(x: float) -> str:
+    if x != x:
+        return "—"
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return f"{x:.3f}"
+    return f"{x:.3g}"
+
+
+def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
+    """Print the model, data, priors, parameter table and diagnostics."""
+    d = fit.design
+    spec = d.spec
+    info = fit.info
+    console.print(f"[bold]hierlm fit[/bold]  {escape(spec.formula)}")
+    family = spec.family + (" (log scale)" if spec.transform == "log" and spec.family == "gaussian" else "")
+    console.print(f"family: {family}   pooling: {spec.pooling}   rows: {info.n_rows:,}")
+    if d.tree.level_names:
+        levels = ", ".join(f"{n}: {g:,}" for n, g in zip(d.tree.level_names, d.tree.sizes, strict=True))
+        console.print(f"groups: {levels}")
+    sampling = f"chains: {info.chains}   draws: {info.draws}   tune: {info.tune}   seed: {info.seed}"
+    if info.timings:
+        sampling += f"   time: {sum(info.timings.values()):.1f} s"
+    console.print(sampling)
+    for note in fit.notes():
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+    priors = Table(title="Priors (original scale)", title_justify="left", show_edge=False)
+    for col in ("parameter", "prior", "source"):
+        priors.add_column(col)
+    for p in info.priors:
+        priors.add_row(escape(p.parameter), escape(p.prior), escape(p.source))
+    console.print(priors)
+
+    table = fit.summary(groups=groups)
+    params = Table(title="Posterior", title_justify="left", show_edge=False)
+    params.add_column("parameter", no_wrap=True)
+    for col in table.columns:
+        params.add_column(col, justify="right")
+    for label, row in table.iterrows():
+        cells = [_fmt(float(v)) if not col.startswith("ess") else (f"{v:.0f}" if math.isfinite(v) else "—") for col, v in row.items()]
+        params.add_row(escape(str(label)), *cells)
+    console.print(params)
+    if not groups and d.tree.level_names:
+        n = sum(d.tree.sizes) * len(d.coef_names)
+        console.print(f"[dim]{n:,} group coefficients (beta_<level>) are in the fit; show them with --groups.[/dim]")
+    console.print("[bold]Diagnostics[/bold]")
+    for finding in fit.diagnose():
+        style = {"ok": "green", "warning": "yellow", "error": "red"}[finding.severity]
+        console.print(f"[{style}]{finding.severity}:[/{style}] {escape(str(finding))}")
