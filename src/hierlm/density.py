@@ -97,8 +97,8 @@ class Unpacked(NamedTuple):
 
     sigma: jax.Array
     levels: tuple[LevelFactor, ...]
-    sds: tuple[jax.Array, ...]
-    chols: tuple[jax.Array, ...]
+    sds: tuple[jax.Array | None, ...]
+    chols: tuple[jax.Array | None, ...]
     L0: jax.Array
     log_prior: jax.Array
 
@@ -126,18 +126,16 @@ def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
         + log_sigma
     )
     pos = 1
-    factors, sds, chols = [], [], []
+    factors: list[LevelFactor] = []
+    sds: list[jax.Array | None] = []
+    chols: list[jax.Array | None] = []
     for li, lv in enumerate(layout.levels):
         q = len(lv.v)
-        if lv.fixed:
-            factors.append(LevelFactor(args.fixed_lam[li], lv.v))
-            sds.append(jnp.diagonal(args.fixed_lam[li]))
-            chols.append(jnp.eye(q))
-            continue
-        if q == 0:
-            factors.append(LevelFactor(jnp.zeros((0, 0)), ()))
-            sds.append(jnp.zeros((0,)))
-            chols.append(jnp.zeros((0, 0)))
+        if lv.fixed or q == 0:
+            lam = args.fixed_lam[li] if lv.fixed else jnp.zeros((0, 0))
+            factors.append(LevelFactor(lam, lv.v))
+            sds.append(None)
+            chols.append(None)
             continue
         log_tau = theta[pos : pos + q]
         pos += q

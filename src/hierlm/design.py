@@ -39,12 +39,15 @@ class FixedEncoding:
     in_population
         Per column, whether it has a population coefficient (a term varying at some level
         but absent from the fixed part has population value 0, as in lme4).
+    categories
+        The levels of each categorical predictor, as seen when the model was built.
     """
 
     spec: FormulaicSpec
     coef_names: tuple[str, ...]
     term_columns: dict[str, tuple[int, ...]]
     in_population: tuple[bool, ...]
+    categories: dict[str, tuple[str, ...]]
 
     @property
     def p(self) -> int:
@@ -64,6 +67,18 @@ class FixedEncoding:
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """X for new rows, float64, with the stored encoding; unseen categories are refused."""
+        for col, known in self.categories.items():
+            if col not in frame.columns:
+                continue
+            values = pd.unique(frame[col].astype(str))
+            new = sorted(set(values) - set(known))
+            if new:
+                raise DataError(
+                    f"column {col!r} has the category {new[0]!r}, which was not in the data the model "
+                    f"was built from (known: {', '.join(known[:10])}); a category not seen cannot be "
+                    "encoded, so remove those rows or map them to a known category"
+                )
+            frame = frame.assign(**{col: pd.Categorical(frame[col].astype(str), categories=list(known))})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = np.asarray(self.spec.get_model_matrix(frame), dtype=np.float64)
@@ -91,7 +106,8 @@ def _term_strings(rhs: str, what: str) -> list[str]:
 
 
 def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
-    """Learn the encoding from ``frame`` (the first chunk of rows is enough)."""
+    """Learn the encoding from ``frame`` (the first chunk of rows is enough when every
+    categorical predictor is a pandas Categorical with its full set of levels)."""
     fixed_terms = _term_strings(spec.fixed, "fixed part")
     varying = [t for term in spec.varying_terms for t in _term_strings(term, "varying term")]
     terms = list(dict.fromkeys(fixed_terms + varying))
@@ -117,7 +133,13 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     for term in fixed_terms:
         for col in term_columns.get(term, ()):
             in_pop[col] = True
-    return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop))
+    used = set(fspec.required_variables)
+    categories = {
+        str(c): tuple(map(str, frame[c].cat.categories))
+        for c in frame.columns
+        if c in used and isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }
+    return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop), categories)
 
 
 @dataclass(frozen=True)
