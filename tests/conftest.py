@@ -19,7 +19,14 @@ def simulate_two_level(seed: int = 0, n_a: int = 4, n_b: int = 3, rows: int = 5)
     ib = np.repeat(np.arange(n_a * n_b), rows)
     u_a = rng.normal(0, 0.8, size=(n_a, 2))
     u_b = rng.normal(0, 0.4, size=(n_a * n_b, 2))
-    y = 10 + 2 * x + u_a[ia, 0] + u_b[ib, 0] + (u_a[ia, 1] + u_b[ib, 1]) * x + rng.normal(0, 0.7, size=len(a))
+    y = (
+        10
+        + 2 * x
+        + u_a[ia, 0]
+        + u_b[ib, 0]
+        + (u_a[ia, 1] + u_b[ib, 1]) * x
+        + rng.normal(0, 0.7, size=len(a))
+    )
     return pd.DataFrame({"y": y, "x": x, "a": a, "b": b})
 
 

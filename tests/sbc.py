@@ -23,7 +23,7 @@ The pieces, in the order they run:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -41,18 +41,12 @@ BETA_SCALE = 1.0  # b1 ~ N(0, 1)
 SD_SCALE = 0.5  # every sd_<level>[coef] ~ HalfNormal(0.5)
 SIGMA_SCALE = 1.0  # sigma ~ HalfNormal(1)
 
-
-def priors(sigma_scale: float = SIGMA_SCALE) -> hl.Priors:
-    """The model's priors, optionally with another scale for sigma's half-normal."""
-    return hl.Priors(
-        intercept=hl.Normal(0.0, INTERCEPT_SCALE),
-        beta=hl.Normal(0.0, BETA_SCALE),
-        sd=hl.HalfNormal(SD_SCALE),
-        sigma=hl.HalfNormal(sigma_scale),
-    )
-
-
-PRIORS = priors()
+PRIORS = hl.Priors(
+    intercept=hl.Normal(0.0, INTERCEPT_SCALE),
+    beta=hl.Normal(0.0, BETA_SCALE),
+    sd=hl.HalfNormal(SD_SCALE),
+    sigma=hl.HalfNormal(SIGMA_SCALE),
+)
 
 
 @dataclass(frozen=True)
@@ -171,17 +165,21 @@ def simulate(design: Design, seed: int) -> tuple[pd.DataFrame, dict[str, float]]
     return frame, scalars_of(design, params)
 
 
+def parse_key(name: str) -> tuple[str, list[str]]:
+    """The inverse of :func:`key`: ``"beta_b[a1/b1, x]"`` -> ``("beta_b", ["a1/b1", "x"])``."""
+    var, _, rest = name.partition("[")
+    return var, rest.removesuffix("]").split(", ") if rest else []
+
+
 def scalars_of(design: Design, params: dict[str, np.ndarray]) -> dict[str, float]:
     """The tracked scalars of one parameter draw (as :func:`draw_parameters` returns)."""
     out = {}
     for name in tracked_scalars(design):
-        var, _, rest = name.partition("[")
-        index = rest.rstrip("]").split(", ") if rest else []
+        var, index = parse_key(name)
         value = params[var]
         if var.startswith("beta_"):
             level = LEVELS.index(var.removeprefix("beta_"))
-            value = value[design.paths[level].index(index[0])]
-            index = index[1:]
+            value = value[design.paths[level].index(index.pop(0))]
         if index:
             value = value[COEFS.index(index[0])]
         out[name] = float(value)
@@ -205,16 +203,13 @@ def posterior_scalars(post, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Draws (chains, draws) of the tracked scalars from an ``idata.posterior``."""
     out = {}
     for name in names:
-        var, _, rest = name.partition("[")
-        index = rest.rstrip("]").split(", ") if rest else []
+        var, index = parse_key(name)
         da = post[var]
-        if var == "sigma":
-            pass
-        elif var == "beta":
+        if var == "beta":
             da = da.sel(coef=index[0])
         elif var.startswith("sd_"):
             da = da.sel({f"coef_{var.removeprefix('sd_')}": index[0]})
-        else:
+        elif var.startswith("beta_"):
             da = da.sel({var.removeprefix("beta_"): index[0], "coef": index[1]})
         out[name] = np.asarray(da.transpose("chain", "draw").values, dtype=np.float64)
     return out
@@ -231,14 +226,15 @@ def hierlm_sampler(
     ``likelihood_sigma_factor = k != 1`` makes a deliberately *wrong* sampler: one whose
     likelihood uses ``k σ`` as the residual sd while it reports σ. It is built exactly from
     hierlm: with σ' = k σ, the wrong posterior is the model with prior σ' ~ HalfNormal(k s)
-    (s the scale of sigma's prior), reported as σ = σ' / k; all other draws are unchanged.
+    (s the scale of sigma's prior), reported as σ = σ' / k; given σ', every other draw is
+    what the wrong sampler would give.
     """
     names = tracked_scalars(design)
     k = likelihood_sigma_factor
     fit_priors = model_priors
     if k != 1.0:
         assert isinstance(model_priors.sigma, hl.HalfNormal)
-        fit_priors = priors(sigma_scale=k * model_priors.sigma.scale)
+        fit_priors = replace(model_priors, sigma=hl.HalfNormal(k * model_priors.sigma.scale))
 
     def sample(data: pd.DataFrame, seed: int) -> dict[str, np.ndarray]:
         model = hl.Model(FORMULA, data, priors=fit_priors)

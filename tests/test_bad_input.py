@@ -86,7 +86,9 @@ def test_bad_prior_statement():
 
 
 def test_prior_statements_parse():
-    p = hl.Priors.from_strings(["sd(county) ~ halfnormal(1)", "beta ~ normal(0, 10)", "sigma ~ exponential(2)"])
+    p = hl.Priors.from_strings(
+        ["sd(county) ~ halfnormal(1)", "beta ~ normal(0, 10)", "sigma ~ exponential(2)"]
+    )
     assert p.sd_for("county") == hl.HalfNormal(1.0)
     assert p.sd_for("state") is None
     assert p.beta_for("floor") == hl.Normal(0.0, 10.0)
@@ -102,5 +104,9 @@ def test_bad_fit_arguments(small_df):
 def test_unseen_category_in_encoding(small_df):
     df = small_df.assign(k=np.where(np.arange(len(small_df)) % 2, "u", "v"))
     model = hl.Model("y ~ k + (1 | a)", df)
-    with pytest.raises(hl.DataError, match="column .k. has the category .w., which was not in the data"):
-        model.data.design.encoding.encode(pd.DataFrame({"k": pd.Categorical(["w"], categories=["w"])}))
+    with pytest.raises(
+        hl.DataError, match=r"column 'k' has the category 'w', which was not in the data"
+    ):
+        model.data.design.encoding.encode(
+            pd.DataFrame({"k": pd.Categorical(["w"], categories=["w"])})
+        )

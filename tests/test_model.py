@@ -100,7 +100,9 @@ def test_lognormal_reports_jacobian(small_df):
     np.testing.assert_allclose(a, b, rtol=1e-12)
     np.testing.assert_allclose(a, c - df["lw"].sum(), rtol=1e-10)
     np.testing.assert_allclose(
-        by_family.idata.posterior["beta"].values, on_log_column.idata.posterior["beta"].values, rtol=1e-8
+        by_family.idata.posterior["beta"].values,
+        on_log_column.idata.posterior["beta"].values,
+        rtol=1e-8,
     )
 
 
@@ -109,7 +111,9 @@ def test_complete_pooling_has_no_group_variation(small_df):
     fit = hl.Model("y ~ x + (1 + x | a/b)", small_df, pooling="complete").fit(**FAST)
     post = fit.idata.posterior
     assert not any(str(v).startswith("sd_") for v in post.data_vars)
-    np.testing.assert_allclose(post["beta_b"].values, post["beta"].values[:, :, None, :].repeat(12, axis=2))
+    np.testing.assert_allclose(
+        post["beta_b"].values, post["beta"].values[:, :, None, :].repeat(12, axis=2)
+    )
 
 
 @pytest.mark.slow
@@ -135,7 +139,9 @@ def test_save_load_is_bit_identical(small_df, tmp_path):
     path = fit.save(tmp_path / "m.hlm")
     back = hl.load(path)
     for name in fit.idata.posterior.data_vars:
-        np.testing.assert_array_equal(fit.idata.posterior[name].values, back.idata.posterior[name].values)
+        np.testing.assert_array_equal(
+            fit.idata.posterior[name].values, back.idata.posterior[name].values
+        )
     pd.testing.assert_frame_equal(fit.summary(), back.summary())
     assert back.design.tree.labels == fit.design.tree.labels
     assert not list(tmp_path.glob("*.part"))

@@ -10,13 +10,17 @@ from rich.console import Console
 
 from .errors import HierlmError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Exact Bayesian hierarchical linear regression.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Exact Bayesian hierarchical linear regression.",
+)
 out = Console(width=None if Console().is_terminal else 120)
 err = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -43,9 +47,13 @@ def _read_table(path: Path):
 @app.command()
 def fit(
     data: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet file.")],
-    formula: Annotated[str, typer.Argument(help='e.g. "log_radon ~ floor + (1 + floor | state/county)"')],
+    formula: Annotated[
+        str, typer.Argument(help='e.g. "log_radon ~ floor + (1 + floor | state/county)"')
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the fit.")],
-    prior: Annotated[list[str] | None, typer.Option("--prior", help='e.g. "sd(county) ~ halfnormal(1)"')] = None,
+    prior: Annotated[
+        list[str] | None, typer.Option("--prior", help='e.g. "sd(county) ~ halfnormal(1)"')
+    ] = None,
     family: Annotated[str, typer.Option(help="gaussian or lognormal.")] = "gaussian",
     pooling: Annotated[str, typer.Option(help="partial, none or complete.")] = "partial",
     chains: int = 4,
@@ -70,7 +78,14 @@ def fit(
         priors = Priors.from_strings(prior or [])
         table = _read_table(data)
         model = Model(formula, table, family=family, priors=priors, pooling=pooling, na=na)  # type: ignore[arg-type]
-        result = model.fit(chains=chains, draws=draws, tune=tune, seed=seed, target_accept=target_accept, progress=not quiet)
+        result = model.fit(
+            chains=chains,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            target_accept=target_accept,
+            progress=not quiet,
+        )
         result.save(output)
     except HierlmError as exc:
         raise _fail(exc) from None
@@ -82,7 +97,9 @@ def fit(
 @app.command()
 def summary(
     fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
-    groups: Annotated[bool, typer.Option("--groups", help="Also show every group's coefficients.")] = False,
+    groups: Annotated[
+        bool, typer.Option("--groups", help="Also show every group's coefficients.")
+    ] = False,
 ) -> None:
     """Print the summary of a saved fit."""
     from .fit import load
@@ -98,7 +115,9 @@ def summary(
 @app.command()
 def demo(
     seed: int = 0,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also save the fit here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Also save the fit here.")
+    ] = None,
 ) -> None:
     """Fit log_radon ~ floor + (1 + floor | state/county) on the bundled radon data."""
     from . import datasets

@@ -78,7 +78,9 @@ class FixedEncoding:
                     f"was built from (known: {', '.join(known[:10])}); a category not seen cannot be "
                     "encoded, so remove those rows or map them to a known category"
                 )
-            frame = frame.assign(**{col: pd.Categorical(frame[col].astype(str), categories=list(known))})
+            frame = frame.assign(
+                **{col: pd.Categorical(frame[col].astype(str), categories=list(known))}
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = np.asarray(self.spec.get_model_matrix(frame), dtype=np.float64)

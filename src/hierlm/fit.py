@@ -9,6 +9,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 import pandas as pd
@@ -64,13 +65,17 @@ class Fit:
     info: FitInfo
 
     @property
+    def _posterior(self) -> Any:
+        return self.idata["posterior"]
+
+    @property
     def spec(self):
         """The model specification."""
         return self.design.spec
 
     def main_vars(self) -> list[str]:
         """Population and variance parameters (not the per-group coefficients)."""
-        return [v for v in self.idata.posterior.data_vars if not _is_group_var(str(v), self.design)]
+        return [v for v in self._posterior.data_vars if not _is_group_var(str(v), self.design)]
 
     def summary(
         self, var_names: list[str] | None = None, groups: bool = False, hdi_prob: float = 0.9
@@ -88,16 +93,14 @@ class Fit:
             Mass of the highest-density interval.
         """
         if var_names is None:
-            var_names = list(self.idata.posterior.data_vars) if groups else self.main_vars()
-        table = posterior_table(self.idata.posterior, var_names, hdi_prob)
+            var_names = list(self._posterior.data_vars) if groups else self.main_vars()
+        table = posterior_table(self._posterior, var_names, hdi_prob)
         return _drop_fixed_entries(table)
 
     def diagnose(self) -> list[Finding]:
         """Convergence findings in plain words, each with a fix."""
-        table = _drop_fixed_entries(
-            posterior_table(self.idata.posterior, self.main_vars(), stats=False)
-        )
-        ss = self.idata.sample_stats
+        table = _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
+        ss = self.idata["sample_stats"]
         return diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
         )

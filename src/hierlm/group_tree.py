@@ -87,7 +87,7 @@ class GroupTree:
         if not self.level_names:
             return np.zeros(len(frame), dtype=np.int64)
         lookup = pd.Index(self.labels[-1])
-        keys = _path_strings(frame, self.paths[-1])
+        keys = pd.Index(_path_strings(frame, self.paths[-1]))
         return lookup.get_indexer(keys)
 
 
@@ -156,10 +156,10 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
             own_code = codes[level.path[-1]][0][first]
             n_par = pd.Series(parent).groupby(own_code).nunique()
             uniques = codes[level.path[-1]][1]
-            for code_value, count in n_par[n_par > 1].sort_values(ascending=False).items():
-                repeated.append(
-                    RepeatedLabel(level.name, prev_level, str(uniques[code_value]), int(count))
-                )
+            many = n_par[n_par > 1].sort_values(ascending=False)
+            for code_value, count in zip(many.index.to_numpy(), many.to_numpy(), strict=True):
+                label_text = str(uniques[int(code_value)])
+                repeated.append(RepeatedLabel(level.name, prev_level, label_text, int(count)))
         labels.append(tuple(label))
         parents.append(parent)
         prev_ids, prev_level = ids, level.name

@@ -27,12 +27,18 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
     spec = d.spec
     info = fit.info
     console.print(f"[bold]hierlm fit[/bold]  {escape(spec.formula)}")
-    family = spec.family + (" (log scale)" if spec.transform == "log" and spec.family == "gaussian" else "")
+    family = spec.family + (
+        " (log scale)" if spec.transform == "log" and spec.family == "gaussian" else ""
+    )
     console.print(f"family: {family}   pooling: {spec.pooling}   rows: {info.n_rows:,}")
     if d.tree.level_names:
-        levels = ", ".join(f"{n}: {g:,}" for n, g in zip(d.tree.level_names, d.tree.sizes, strict=True))
+        levels = ", ".join(
+            f"{n}: {g:,}" for n, g in zip(d.tree.level_names, d.tree.sizes, strict=True)
+        )
         console.print(f"groups: {levels}")
-    sampling = f"chains: {info.chains}   draws: {info.draws}   tune: {info.tune}   seed: {info.seed}"
+    sampling = (
+        f"chains: {info.chains}   draws: {info.draws}   tune: {info.tune}   seed: {info.seed}"
+    )
     if info.timings:
         sampling += f"   time: {sum(info.timings.values()):.1f} s"
     console.print(sampling)
@@ -52,12 +58,19 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
     for col in table.columns:
         params.add_column(col, justify="right")
     for label, row in table.iterrows():
-        cells = [_fmt(float(v)) if not col.startswith("ess") else (f"{v:.0f}" if math.isfinite(v) else "—") for col, v in row.items()]
+        cells = [
+            _fmt(float(v))
+            if not col.startswith("ess")
+            else (f"{v:.0f}" if math.isfinite(v) else "—")
+            for col, v in zip(table.columns, row.to_numpy(), strict=True)
+        ]
         params.add_row(escape(str(label)), *cells)
     console.print(params)
     if not groups and d.tree.level_names:
         n = sum(d.tree.sizes) * len(d.coef_names)
-        console.print(f"[dim]{n:,} group coefficients (beta_<level>) are in the fit; show them with --groups.[/dim]")
+        console.print(
+            f"[dim]{n:,} group coefficients (beta_<level>) are in the fit; show them with --groups.[/dim]"
+        )
     console.print("[bold]Diagnostics[/bold]")
     for finding in fit.diagnose():
         style = {"ok": "green", "warning": "yellow", "error": "red"}[finding.severity]

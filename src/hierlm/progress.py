@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 __all__ = ["SamplingProgress"]
 
@@ -21,7 +28,7 @@ class SamplingProgress:
             console=Console(stderr=True),
             transient=False,
         )
-        self._task: int | None = None
+        self._task: TaskID | None = None
 
     def update(self, done: int, total: int, phase: str) -> None:
         """Move the bar to ``done`` of ``total`` iterations."""

@@ -76,7 +76,7 @@ def prepare_table(
             "convert it to numbers first"
         )
     na_mask = frame.isna()
-    by_column = {c: int(n) for c, n in na_mask.sum().items() if n}
+    by_column = {str(c): int(n) for c, n in na_mask.sum().items() if n}
     rows = na_mask.any(axis=1).to_numpy()
     n_dropped = int(rows.sum())
     if n_dropped:
