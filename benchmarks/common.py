@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "cpu_seconds",
     "convergence",
+    "cpu_seconds",
     "lower_triangle",
     "peak_rss_mb",
     "write_json",

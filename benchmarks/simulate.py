@@ -56,9 +56,7 @@ class Simulated:
 
 
 def _effects(rng: np.random.Generator, n: int, sds: tuple[float, float], corr: float) -> np.ndarray:
-    cov = np.array(
-        [[sds[0] ** 2, corr * sds[0] * sds[1]], [corr * sds[0] * sds[1], sds[1] ** 2]]
-    )
+    cov = np.array([[sds[0] ** 2, corr * sds[0] * sds[1]], [corr * sds[0] * sds[1], sds[1] ** 2]])
     return rng.multivariate_normal(np.zeros(2), cov, size=n)
 
 
@@ -87,9 +85,7 @@ def simulate(n_rows: int, seed: int = 20240601, chunk: int = 1_000_000) -> Simul
         xc = row_rng.standard_normal(m)
         leaf[start:stop] = g
         x[start:stop] = xc
-        y[start:stop] = (
-            coef[g, 0] + coef[g, 1] * xc + TRUTH["sigma"] * row_rng.standard_normal(m)
-        )
+        y[start:stop] = coef[g, 0] + coef[g, 1] * xc + TRUTH["sigma"] * row_rng.standard_normal(m)
 
     a = (leaf // (N_B * N_C)).astype(np.int8)
     b = ((leaf // N_C) % N_B).astype(np.int8)
