@@ -20,7 +20,17 @@ def csv_path(tmp_path_factory, small_df):
 @pytest.mark.slow
 def test_fit_then_summary(csv_path, tmp_path):
     out = tmp_path / "m.hlm"
-    args = ["fit", str(csv_path), "y ~ x + (1 | a/b)", "-o", str(out), "--chains", "2", "--draws", "200"]
+    args = [
+        "fit",
+        str(csv_path),
+        "y ~ x + (1 | a/b)",
+        "-o",
+        str(out),
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+    ]
     args += ["--tune", "200", "--prior", "sd(b) ~ halfnormal(2)", "--quiet"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -40,7 +50,10 @@ def test_fit_then_summary(csv_path, tmp_path):
         (["fit", "nope.csv", "y ~ x", "-o", "o.hlm"], "no data file at nope.csv"),
         (["fit", "{csv}", "y ~ x + (1 | a", "-o", "{out}"], "^"),
         (["fit", "{csv}", "y ~ q + (1 | a)", "-o", "{out}"], "column 'q' is not in the data"),
-        (["fit", "{csv}", "y ~ x + (1 | a)", "-o", "{out}", "--prior", "sd ~ foo(1)"], "unknown distribution"),
+        (
+            ["fit", "{csv}", "y ~ x + (1 | a)", "-o", "{out}", "--prior", "sd ~ foo(1)"],
+            "unknown distribution",
+        ),
         (["summary", "missing.hlm"], "no fit file at missing.hlm"),
     ],
 )

@@ -1,0 +1,312 @@
+"""Peer workers: the same hierarchical model in PyMC + nutpie and in NumPyro.
+
+Both are the textbook full-latent, non-centred parameterisation: every group has a
+standard-normal latent ``z`` (group, 2), scaled by the Cholesky factor of its level's 2x2
+covariance, ``u = z @ (diag(sd) L)ᵀ``, with ``L ~ LKJCholesky(2, eta=2)``. The priors are
+the ones hierlm prints for the same data (rstanarm-style autoscale), so all three tools
+fit the same posterior:
+
+- intercept at the predictor's mean ~ Normal(mean y, 2.5 sd y); slope ~ Normal(0, 2.5 sd y / sd x);
+- sigma ~ Exponential(rate 1 / sd y);
+- group sds ~ HalfStudentT(3, 2.5 sd y) for the intercept, HalfStudentT(3, 2.5 sd y / sd x)
+  for the slope; correlations ~ LKJ(2).
+
+Usage (one fit per process, so the caller times the whole process)::
+
+    python benchmarks/peers.py pymc radon --data radon_mn.csv --json out.json
+    python benchmarks/peers.py numpyro radon --data radon_mn.csv --json out.json
+    python benchmarks/peers.py pymc synthetic --rows 10000 --json out.json
+
+The worker prints the parameter summary, records the time at that moment (what the caller
+reports as process wall time), and only then computes the extra metrics (ESS of every
+group coefficient), which are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from common import convergence, cpu_seconds, lower_triangle, peak_rss_mb, stamp, write_json
+
+CHAINS, TUNE, DRAWS = 4, 1000, 1000
+
+
+@dataclass(frozen=True)
+class Data:
+    """Rows, and for each level (top first) each row's global group index."""
+
+    y: np.ndarray
+    x: np.ndarray
+    levels: list[str]
+    index: dict[str, np.ndarray]  # level -> (n,) group index
+    sizes: dict[str, int]
+    ancestors: dict[str, dict[str, np.ndarray]]  # level -> {upper level -> (G_level,) index}
+
+    def prior_scales(self) -> dict[str, float]:
+        sy = float(np.std(self.y, ddof=1))
+        sx = float(np.std(self.x, ddof=1))
+        return {
+            "mean_y": float(np.mean(self.y)),
+            "mean_x": float(np.mean(self.x)),
+            "intercept_sd": 2.5 * sy,
+            "slope_sd": 2.5 * sy / sx,
+            "sigma_rate": 1.0 / sy,
+        }
+
+
+def radon_data(path: str) -> Data:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    codes, _ = pd.factorize(frame["county"], sort=True)
+    n = int(codes.max()) + 1
+    return Data(
+        y=frame["log_radon"].to_numpy(np.float64),
+        x=frame["floor"].to_numpy(np.float64),
+        levels=["county"],
+        index={"county": codes.astype(np.int64)},
+        sizes={"county": n},
+        ancestors={"county": {"county": np.arange(n)}},
+    )
+
+
+def synthetic_data(rows: int) -> Data:
+    from simulate import simulate
+
+    sim = simulate(rows)
+    idx = sim.level_index()
+    leaf_anc = sim.ancestors()
+    b_anc = {"a": np.arange(sim.n_groups["b"]) // (sim.n_groups["b"] // sim.n_groups["a"])}
+    return Data(
+        y=sim.frame["y"].to_numpy(),
+        x=sim.frame["x"].to_numpy(),
+        levels=["a", "b", "c"],
+        index=idx,
+        sizes=sim.n_groups,
+        ancestors={
+            "a": {"a": np.arange(sim.n_groups["a"])},
+            "b": {**b_anc, "b": np.arange(sim.n_groups["b"])},
+            "c": leaf_anc,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- PyMC + nutpie
+
+
+def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import arviz as az
+    import nutpie
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    t_import = time.perf_counter() - t0
+    ps = data.prior_scales()
+    scales = np.array([ps["intercept_sd"], ps["slope_sd"]])
+    t1 = time.perf_counter()
+    with pm.Model() as model:
+        alpha_c = pm.Normal("alpha_c", ps["mean_y"], ps["intercept_sd"])
+        slope = pm.Normal("slope", 0.0, ps["slope_sd"])
+        beta = pm.Deterministic("beta", pt.stack([alpha_c - slope * ps["mean_x"], slope]))
+        sigma = pm.Exponential("sigma", ps["sigma_rate"])
+        x = pt.as_tensor_variable(data.x)
+        icpt = beta[0] + pt.zeros_like(x)
+        slp = beta[1] + pt.zeros_like(x)
+        for lv in data.levels:
+            chol, _, _ = pm.LKJCholeskyCov(
+                f"chol_{lv}",
+                n=2,
+                eta=2.0,
+                sd_dist=pm.HalfStudentT.dist(nu=3, sigma=scales, shape=2),
+                compute_corr=True,
+            )
+            z = pm.Normal(f"z_{lv}", 0.0, 1.0, shape=(data.sizes[lv], 2))
+            u = z @ chol.T
+            idx = data.index[lv]
+            icpt = icpt + u[idx, 0]
+            slp = slp + u[idx, 1]
+        pm.Normal("y", icpt + slp * x, sigma, observed=data.y)
+    t_build = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(model)  # default backend: numba
+    t_compile = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled, chains=CHAINS, tune=TUNE, draws=DRAWS, seed=seed, progress_bar=False
+    )
+    t_sample = time.perf_counter() - t3
+    main_names = ["beta", "sigma"] + [f"chol_{lv}_stds" for lv in data.levels]
+    main_names += [f"chol_{lv}_corr" for lv in data.levels]
+    print(az.summary(idata, var_names=main_names).to_string())
+    sys.stdout.flush()
+    printed = stamp()
+
+    post = idata.posterior
+    main = {
+        "beta": post["beta"].values,
+        "sigma": post["sigma"].values,
+    }
+    sds, chols = {}, {}
+    for lv in data.levels:
+        s = post[f"chol_{lv}_stds"].values
+        r = post[f"chol_{lv}_corr"].values
+        sds[lv] = s
+        chols[lv] = np.linalg.cholesky(s[..., :, None] * r * s[..., None, :])
+        main[f"sd_{lv}"] = s
+        main[f"corr_{lv}"] = lower_triangle(r)
+    zs = {lv: post[f"z_{lv}"].values for lv in data.levels}
+    groups = group_coefficients(data, main["beta"], zs, chols)
+    diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    return {
+        "timings": {
+            "import": t_import,
+            "build": t_build,
+            "compile": t_compile,
+            "sample": t_sample,
+        },
+        "printed": printed,
+        "divergences": diverging,
+        **convergence(main, groups),
+        "dtype": "float64",
+        "chain_method": "nutpie threads (default cores)",
+    }
+
+
+# --------------------------------------------------------------------------- NumPyro
+
+
+def fit_numpyro(data: Data, seed: int, chain_method: str, cache_dir: str | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import arviz as az
+    import jax
+
+    if cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
+    if chain_method == "parallel":
+        numpyro.set_host_device_count(CHAINS)
+    t_import = time.perf_counter() - t0
+    ps = data.prior_scales()
+    scales = jnp.array([ps["intercept_sd"], ps["slope_sd"]])
+    x = jnp.asarray(data.x)
+    y = jnp.asarray(data.y)
+    index = {lv: jnp.asarray(data.index[lv]) for lv in data.levels}
+
+    def model():
+        alpha_c = numpyro.sample("alpha_c", dist.Normal(ps["mean_y"], ps["intercept_sd"]))
+        slope = numpyro.sample("slope", dist.Normal(0.0, ps["slope_sd"]))
+        sigma = numpyro.sample("sigma", dist.Exponential(ps["sigma_rate"]))
+        icpt = alpha_c - slope * ps["mean_x"]
+        slp = slope
+        for lv in data.levels:
+            sd = numpyro.sample(
+                f"sd_{lv}", dist.FoldedDistribution(dist.StudentT(3.0, 0.0, scales)).to_event(1)
+            )
+            L = numpyro.sample(f"L_{lv}", dist.LKJCholesky(2, 2.0))
+            z = numpyro.sample(f"z_{lv}", dist.Normal(0.0, 1.0).expand([data.sizes[lv], 2]))
+            u = z @ (sd[:, None] * L).T
+            icpt = icpt + u[index[lv], 0]
+            slp = slp + u[index[lv], 1]
+        numpyro.sample("y", dist.Normal(icpt + slp * x, sigma), obs=y)
+
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=TUNE,
+        num_samples=DRAWS,
+        num_chains=CHAINS,
+        chain_method=chain_method,
+        progress_bar=False,
+    )
+    t1 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    t_run = time.perf_counter() - t1
+    beta = np.stack(
+        [samples["alpha_c"] - samples["slope"] * ps["mean_x"], samples["slope"]], axis=-1
+    )
+    main = {"beta": beta, "sigma": samples["sigma"]}
+    chols = {}
+    for lv in data.levels:
+        L = samples[f"L_{lv}"]
+        sd = samples[f"sd_{lv}"]
+        chols[lv] = sd[..., :, None] * L
+        main[f"sd_{lv}"] = sd
+        main[f"corr_{lv}"] = lower_triangle(L @ np.swapaxes(L, -1, -2))
+    print(az.summary(az.convert_to_dataset(main)).to_string())
+    sys.stdout.flush()
+    printed = stamp()
+
+    zs = {lv: samples[f"z_{lv}"] for lv in data.levels}
+    groups = group_coefficients(data, beta, zs, chols)
+    diverging = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    return {
+        "timings": {"import": t_import, "compile_and_sample": t_run},
+        "printed": printed,
+        "divergences": diverging,
+        **convergence(main, groups),
+        "dtype": str(jnp.zeros(1).dtype),
+        "chain_method": chain_method,
+    }
+
+
+def group_coefficients(
+    data: Data, beta: np.ndarray, zs: dict[str, np.ndarray], chols: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Each group's full coefficient vector (beta plus the effects of it and its ancestors),
+    as hierlm reports ``beta_<level>``: (chain, draw, group, 2)."""
+    u = {lv: np.einsum("cdgk,cdjk->cdgj", zs[lv], chols[lv]) for lv in data.levels}
+    out = {}
+    for lv in data.levels:
+        total = np.repeat(beta[:, :, None, :], data.sizes[lv], axis=2)
+        for upper, idx in data.ancestors[lv].items():
+            total = total + u[upper][:, :, idx, :]
+        out[f"beta_{lv}"] = total
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fit one peer model and write its metrics.")
+    parser.add_argument("tool", choices=["pymc", "numpyro"])
+    parser.add_argument("model", choices=["radon", "synthetic"])
+    parser.add_argument("--data", help="CSV (radon)")
+    parser.add_argument("--rows", type=float, help="rows (synthetic)")
+    parser.add_argument("--json", help="where to write the metrics")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--chain-method", default="vectorized", help="NumPyro chain_method")
+    parser.add_argument("--jax-cache", help="JAX persistent compilation cache dir (NumPyro)")
+    args = parser.parse_args()
+
+    started = stamp()
+    if args.model == "radon":
+        data = radon_data(args.data)
+    else:
+        data = synthetic_data(int(args.rows))
+    if args.tool == "pymc":
+        result = fit_pymc(data, args.seed)
+    else:
+        result = fit_numpyro(data, args.seed, args.chain_method, args.jax_cache)
+    result.update(
+        tool=args.tool,
+        model=args.model,
+        rows=len(data.y),
+        worker_started=started,
+        peak_rss_mb=peak_rss_mb(),
+        cpu_s_total=cpu_seconds(),
+    )
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
