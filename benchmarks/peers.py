@@ -119,12 +119,12 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         icpt = beta[0] + pt.zeros_like(x)
         slp = beta[1] + pt.zeros_like(x)
         for lv in data.levels:
-            chol, _, _ = pm.LKJCholeskyCov(
-                f"chol_{lv}",
-                n=2,
-                eta=2.0,
-                sd_dist=pm.HalfStudentT.dist(nu=3, sigma=scales, shape=2),
-                compute_corr=True,
+            # Independent sds and an LKJ correlation. (LKJCholeskyCov with a HalfStudentT
+            # sd_dist fails in nutpie's initial-point function with this numpy/pytensor.)
+            sd = pm.HalfStudentT(f"sd_{lv}", nu=3, sigma=scales, shape=2)
+            r = pm.LKJCorr(f"corr_{lv}", n=2, eta=2.0)[0]
+            chol = pt.stack(
+                [pt.stack([sd[0], 0.0]), pt.stack([sd[1] * r, sd[1] * pt.sqrt(1 - r**2)])]
             )
             z = pm.Normal(f"z_{lv}", 0.0, 1.0, shape=(data.sizes[lv], 2))
             u = z @ chol.T
@@ -141,8 +141,7 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         compiled, chains=CHAINS, tune=TUNE, draws=DRAWS, seed=seed, progress_bar=False
     )
     t_sample = time.perf_counter() - t3
-    main_names = ["beta", "sigma"] + [f"chol_{lv}_stds" for lv in data.levels]
-    main_names += [f"chol_{lv}_corr" for lv in data.levels]
+    main_names = ["beta", "sigma"] + [f"{k}_{lv}" for k in ("sd", "corr") for lv in data.levels]
     print(az.summary(idata, var_names=main_names).to_string())
     sys.stdout.flush()
     printed = stamp()
@@ -152,14 +151,17 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         "beta": post["beta"].values,
         "sigma": post["sigma"].values,
     }
-    sds, chols = {}, {}
+    chols = {}
     for lv in data.levels:
-        s = post[f"chol_{lv}_stds"].values
-        r = post[f"chol_{lv}_corr"].values
-        sds[lv] = s
-        chols[lv] = np.linalg.cholesky(s[..., :, None] * r * s[..., None, :])
-        main[f"sd_{lv}"] = s
-        main[f"corr_{lv}"] = lower_triangle(r)
+        sd = post[f"sd_{lv}"].values
+        r = post[f"corr_{lv}"].values[..., 0]
+        chol = np.zeros((*r.shape, 2, 2))
+        chol[..., 0, 0] = sd[..., 0]
+        chol[..., 1, 0] = sd[..., 1] * r
+        chol[..., 1, 1] = sd[..., 1] * np.sqrt(1 - r**2)
+        chols[lv] = chol
+        main[f"sd_{lv}"] = sd
+        main[f"corr_{lv}"] = r[..., None]
     zs = {lv: post[f"z_{lv}"].values for lv in data.levels}
     groups = group_coefficients(data, main["beta"], zs, chols)
     diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
