@@ -165,7 +165,9 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
     zs = {lv: post[f"z_{lv}"].values for lv in data.levels}
     groups = group_coefficients(data, main["beta"], zs, chols)
     diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    n_steps = idata.sample_stats.get("n_steps")
     return {
+        "mean_leapfrog_steps": float(n_steps.values.mean()) if n_steps is not None else None,
         "timings": {
             "import": t_import,
             "build": t_build,
@@ -232,7 +234,7 @@ def fit_numpyro(data: Data, seed: int, chain_method: str, cache_dir: str | None)
         progress_bar=False,
     )
     t1 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))
+    mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps"))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     t_run = time.perf_counter() - t1
     beta = np.stack(
@@ -252,8 +254,10 @@ def fit_numpyro(data: Data, seed: int, chain_method: str, cache_dir: str | None)
 
     zs = {lv: samples[f"z_{lv}"] for lv in data.levels}
     groups = group_coefficients(data, beta, zs, chols)
-    diverging = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    extra = mcmc.get_extra_fields()
+    diverging = int(np.asarray(extra["diverging"]).sum())
     return {
+        "mean_leapfrog_steps": float(np.asarray(extra["num_steps"]).mean()),
         "timings": {"import": t_import, "compile_and_sample": t_run},
         "printed": printed,
         "divergences": diverging,
