@@ -195,6 +195,7 @@ def _is_group_var(name: str, design: Design) -> bool:
 def _drop_fixed_entries(table: pd.DataFrame) -> pd.DataFrame:
     """Drop rows that are constants by construction: a correlation's diagonal, its upper
     triangle (a repeat of the lower one), and cross-block correlations fixed at 0."""
+    labels = set(table.index)
     keep = []
     for label in table.index:
         if label.startswith("corr_"):
@@ -203,13 +204,8 @@ def _drop_fixed_entries(table: pd.DataFrame) -> pd.DataFrame:
                 keep.append(False)
                 continue
             name = label[: label.index("[")]
-            if f"{name}[{b}, {a}]" in keep_labels(table) and (a, b) > (b, a):
+            if f"{name}[{b}, {a}]" in labels and (a, b) > (b, a):
                 keep.append(False)
                 continue
         keep.append(True)
     return table[keep]
-
-
-def keep_labels(table: pd.DataFrame) -> set[str]:
-    """Index labels of a table, as a set."""
-    return set(table.index)

@@ -247,7 +247,6 @@ _DISTS: dict[str, tuple[type, int, int]] = {
     "exponential": (Exponential, 1, 1),
     "lkj": (LKJ, 1, 1),
 }
-_CLASSES = {"beta": (Normal, StudentT), "intercept": (Normal, StudentT), "sigma": None, "sd": None}
 _STATEMENT = re.compile(
     r"^\s*(?P<cls>[A-Za-z_]+)\s*(?:\(\s*(?P<target>[^)]*?)\s*\))?\s*~\s*"
     r"(?P<dist>[A-Za-z_]+)\s*\((?P<args>[^)]*)\)\s*$"
