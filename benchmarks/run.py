@@ -432,7 +432,7 @@ def report_b(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         (
             "Sampling = hierlm's `fit.info.timings['nuts']`, warm-up included "
             "(nutpie: `nutpie.sample`). Leapfrog steps / draw: mean over the kept draws. "
-            "Laplace converged: whether hierlm's BFGS search for the mode of θ reported success. "
+            "Laplace converged: whether hierlm's Newton search for the mode of θ met its tolerance. "
             "End to end = data frame in memory to fit done, in the process "
             "(hierlm: `hl.Model(...)` + `.fit()`; nutpie: model build + compile + sample). "
             "Ingest = `hl.Model(...)` (design, group tree, sufficient statistics). "
@@ -529,7 +529,7 @@ def report_b(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         bad = [r for r in done if r.get("laplace_converged") is False]
         if bad:
             verdicts.append(
-                "- hierlm's Laplace step (BFGS to the mode of θ) did not converge at "
+                "- hierlm's Laplace step (Newton search for the mode of θ) did not converge at "
                 + ", ".join(f"{r['rows']:.0e}" for r in bad)
                 + " rows; NUTS still converged, but the warm-up starts from, and is "
                 "preconditioned at, a point that is not the mode."

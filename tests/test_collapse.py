@@ -54,7 +54,13 @@ def stats_of(n_leaves, leaf, X, y, parents):
     np.add.at(xty, leaf, X * y[:, None])
     np.add.at(yty, leaf, y * y)
     np.add.at(n, leaf, 1.0)
-    return TreeStats(n, xtx, xty, yty, tuple(jnp.asarray(pa) for pa in parents))
+    return TreeStats(
+        n,
+        np.moveaxis(xtx, 0, -1),
+        np.moveaxis(xty, 0, -1),
+        yty,
+        tuple(jnp.asarray(pa) for pa in parents),
+    )
 
 
 def ancestors(parents, leaf_of_row, depth):
@@ -101,10 +107,13 @@ def test_padding_nodes_change_nothing():
     pad = 5
     padded = TreeStats(
         jnp.concatenate([stats.n, jnp.zeros(pad)]),
-        jnp.concatenate([stats.xtx, jnp.zeros((pad, 2, 2))]),
-        jnp.concatenate([stats.xty, jnp.zeros((pad, 2))]),
+        jnp.concatenate([stats.xtx, jnp.zeros((2, 2, pad))], axis=-1),
+        jnp.concatenate([stats.xty, jnp.zeros((2, pad))], axis=-1),
         jnp.concatenate([stats.yty, jnp.zeros(pad)]),
-        (stats.parents[0], jnp.concatenate([stats.parents[1], jnp.zeros(pad, dtype=int)])),
+        (
+            stats.parents[0],
+            jnp.concatenate([stats.parents[1], jnp.full(pad, stats.parents[1][-1])]),
+        ),
     )
     assert float(log_marginal(padded, sigma, levels, m0, L0)) == pytest.approx(
         float(base), abs=1e-10

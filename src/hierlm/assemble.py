@@ -83,6 +83,14 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _pad_sorted(parents: np.ndarray, size: int) -> np.ndarray:
+    """Pad parent pointers with the last one, so they stay sorted (padded nodes hold zero
+    statistics and send zero messages, whichever parent they point at)."""
+    out = np.full(size, parents[-1], dtype=parents.dtype)
+    out[: len(parents)] = parents
+    return out
+
+
 def _coef_priors(
     design: Design, priors: Priors
 ) -> tuple[list[CoefPrior | None], list[PriorStatement]]:
@@ -225,14 +233,14 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     sizes = design.tree.sizes
     padded = tuple(bucket(g) for g in sizes) if pad else sizes
     parents = tuple(
-        jnp.asarray(_pad(design.tree.parents[li].astype(np.int32), padded[li]))
+        jnp.asarray(_pad_sorted(design.tree.parents[li].astype(np.int32), padded[li]))
         for li in range(len(sizes))
     )
     n_leaf = padded[-1] if padded else 1
     tree_stats = TreeStats(
         n=jnp.asarray(_pad(stats.n, n_leaf)),
-        xtx=jnp.asarray(_pad(stats.xtx, n_leaf)),
-        xty=jnp.asarray(_pad(stats.xty, n_leaf)),
+        xtx=jnp.asarray(np.moveaxis(_pad(stats.xtx, n_leaf), 0, -1)),
+        xty=jnp.asarray(np.moveaxis(_pad(stats.xty, n_leaf), 0, -1)),
         yty=jnp.asarray(_pad(stats.yty, n_leaf)),
         parents=parents,
     )

@@ -41,6 +41,8 @@ class FitInfo:
     dropped_by_column: dict[str, int]
     priors: tuple[PriorStatement, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    mode_converged: bool = True
+    mode_iterations: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,25 @@ class Fit:
         """Convergence findings in plain words, each with a fix."""
         table = _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
         ss = self.idata["sample_stats"]
-        return diagnose(
+        findings = diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
         )
+        if not self.info.mode_converged:
+            findings.insert(
+                0,
+                Finding(
+                    "warning",
+                    "The search for the posterior mode of the variance parameters stopped after "
+                    f"{self.info.mode_iterations} Newton steps without converging. NUTS was "
+                    "preconditioned there anyway: the draws are valid when R-hat and ESS are fine, "
+                    "but sampling may have been slow.",
+                    "check for a variance parameter the data barely identify (a level with very "
+                    "few groups), or give it a tighter prior.",
+                ),
+            )
+            if findings[-1].severity == "ok":
+                findings.pop()
+        return findings
 
     def notes(self) -> list[str]:
         """What the model did with the data: dropped rows, repeated labels."""

@@ -98,6 +98,19 @@ def _path_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     return text
 
 
+def _label_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a grouping column by its labels as text, in sorted text order.
+
+    Factorising the raw values first keeps the per-row work on integers (categorical and
+    integer columns never become strings row by row); values that print the same (``1`` and
+    ``"1"``) then share one code, since the label is what the user sees.
+    """
+    code, uniques = pd.factorize(column, sort=False)
+    text = np.asarray([str(u) for u in uniques], dtype=object)
+    merged, labels = pd.factorize(text, sort=True)
+    return merged.astype(np.int64)[code], np.asarray(labels, dtype=object)
+
+
 def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, np.ndarray]:
     """Build the tree from a table and return it with each row's leaf node id.
 
@@ -124,9 +137,7 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
     columns = spec.group_columns
     codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for col in columns:
-        values = frame[col].astype(str).to_numpy()
-        code, uniques = pd.factorize(values, sort=True)
-        codes[col] = (code.astype(np.int64), np.asarray(uniques, dtype=object))
+        codes[col] = _label_codes(frame[col])
     # Combine column codes into path ids, one column at a time; factorize after each step
     # keeps the keys small and the ordering lexicographic in the path.
     key = np.zeros(len(frame), dtype=np.int64)

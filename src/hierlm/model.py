@@ -109,8 +109,9 @@ class Model:
                 raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 < target_accept < 1:
             raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
+        from .laplace import find_laplace
         from .posterior import build_idata, draw_coefficients
-        from .sampler import find_laplace, run_nuts
+        from .sampler import run_nuts
 
         callback, close = _progress(progress)
         timings: dict[str, float] = {}
@@ -151,6 +152,8 @@ class Model:
             dropped_by_column=d.dropped_by_column,
             priors=self.problem.priors,
             timings=timings,
+            mode_converged=laplace.converged,
+            mode_iterations=laplace.iterations,
         )
         return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
 

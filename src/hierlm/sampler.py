@@ -15,22 +15,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.optimize import minimize
 from numpyro.infer.hmc import hmc
 
 from .density import DensityArgs, Layout, log_density
+from .laplace import Laplace
 
-__all__ = ["Laplace", "NutsDraws", "find_laplace", "run_nuts"]
+__all__ = ["NutsDraws", "run_nuts"]
 
 Progress = Callable[[int, int, str], None]
-
-
-class Laplace(NamedTuple):
-    """Mode of θ and a square root of the inverse Hessian there."""
-
-    mode: jax.Array
-    root_cov: jax.Array
-    converged: jax.Array
 
 
 class NutsDraws(NamedTuple):
@@ -43,37 +35,6 @@ class NutsDraws(NamedTuple):
     energy: np.ndarray
     lp: np.ndarray
     step_size: np.ndarray
-
-
-@functools.lru_cache(maxsize=16)
-def _laplace_program(layout: Layout):
-    logp = functools.partial(log_density, layout=layout)
-    dim = layout.size
-
-    @jax.jit
-    def run(args):
-        def f(th):
-            return -logp(th, args)
-
-        res = minimize(f, jnp.zeros(dim), method="BFGS", options={"maxiter": 500})
-        H = jax.hessian(f)(res.x)
-        H = 0.5 * (H + H.T)
-        w, V = jnp.linalg.eigh(H)
-        # Curvature below 0.1 (sd above ~3 on the standardised scale) is not informative:
-        # floor it, so a flat or boundary direction does not make a huge step.
-        w = jnp.maximum(w, 0.1)
-        ok = jnp.isfinite(res.x).all() & jnp.isfinite(w).all()
-        x = jnp.where(jnp.isfinite(res.x), res.x, 0.0)
-        C = jnp.where(ok, V / jnp.sqrt(w)[None, :], jnp.eye(dim))
-        return Laplace(x, C, ok & res.success)
-
-    return run
-
-
-def find_laplace(layout: Layout, args: DensityArgs) -> Laplace:
-    """Posterior mode of θ by BFGS from 0, and the Hessian there (one compiled program,
-    cached per layout)."""
-    return _laplace_program(layout)(args)
 
 
 @functools.lru_cache(maxsize=16)
