@@ -94,10 +94,13 @@ def _solve_lower(R: list[Rows], b: jax.Array) -> jax.Array:
 def _solve_upper_t(R: list[Rows], b: jax.Array) -> jax.Array:
     """``R⁻ᵀ b`` for the factor of :func:`_factor` and ``b`` (q, G)."""
     q = len(R)
-    x: list[jax.Array | None] = [None] * q
+    x: dict[int, jax.Array] = {}
     for a in range(q - 1, -1, -1):
-        x[a] = (b[a] - sum(R[k][a] * x[k] for k in range(a + 1, q))) / R[a][a]  # type: ignore[operator]
-    return jnp.stack(x)  # type: ignore[arg-type]
+        t = b[a]
+        for k in range(a + 1, q):
+            t = t - R[k][a] * x[k]
+        x[a] = t / R[a][a]
+    return jnp.stack([x[a] for a in range(q)])
 
 
 def _message(J: jax.Array, h: jax.Array, c: jax.Array, lam: jax.Array, v: tuple[int, ...]):
