@@ -299,7 +299,7 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def splits(r: dict[str, Any]) -> str:
     if r["tool"] == "hierlm":
         t = r.get("fit_timings") or {}
-        return ", ".join(f"{k} {v:.1f}" for k, v in t.items())
+        return ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in t.items())
     t = r.get("timings") or {}
     return ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in t.items())
 
@@ -449,7 +449,7 @@ def report_b(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
             sampling = t.get("nuts")
             other = (
                 f"ingest {fmt(r.get('model_s'))}, laplace {fmt(t.get('laplace'))}, "
-                f"draws {fmt(t.get('draws'))}"
+                f"NUTS compile {fmt(t.get('nuts_compile'))}, draws {fmt(t.get('draws'))}"
             )
             e2e = r.get("end_to_end_s")
         else:

@@ -98,11 +98,13 @@ def test_lognormal_reports_jacobian(small_df):
     b = by_log.idata.sample_stats["log_marginal_likelihood"].values
     c = on_log_column.idata.sample_stats["log_marginal_likelihood"].values
     np.testing.assert_allclose(a, b, rtol=1e-12)
-    np.testing.assert_allclose(a, c - df["lw"].sum(), rtol=1e-10)
+    # The third fit sees v where the others see log(exp(v)): the chains drift apart at the
+    # rounding level (1e-10 relative), far below the Jacobian offset sum(lw) (about 140).
+    np.testing.assert_allclose(a, c - df["lw"].sum(), rtol=1e-7)
     np.testing.assert_allclose(
         by_family.idata.posterior["beta"].values,
         on_log_column.idata.posterior["beta"].values,
-        rtol=1e-8,
+        rtol=1e-6,
     )
 
 

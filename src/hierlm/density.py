@@ -91,6 +91,12 @@ class DensityArgs(NamedTuple):
     beta_df: jax.Array
     fixed_lam: tuple[jax.Array, ...]
 
+    @property
+    def small(self) -> bool:
+        """Whether the tree is small enough that compiling costs more than running (at
+        most 1,024 nodes, padding included)."""
+        return sum(p.shape[0] for p in self.stats.parents) <= 1024
+
 
 class Unpacked(NamedTuple):
     """θ mapped to model quantities, with the log prior and log-Jacobian."""

@@ -9,9 +9,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import pandas as pd
 
 from .assemble import PriorStatement
@@ -20,6 +19,9 @@ from .diagnostics import Finding, diagnose
 from .errors import HierlmError
 from .suffstats import SuffStats
 from .summary import posterior_table
+
+if TYPE_CHECKING:
+    import arviz as az
 
 __all__ = ["FORMAT_VERSION", "Fit", "FitInfo", "load"]
 
@@ -201,6 +203,8 @@ def load(path: str | os.PathLike[str]) -> Fit:
     with tempfile.TemporaryDirectory() as tmp:
         nc = Path(tmp) / "idata.nc"
         nc.write_bytes(nc_bytes)
+        import arviz as az
+
         idata = az.from_netcdf(str(nc))
         idata.load()
     return Fit(idata=idata, design=state["design"], stats=state["stats"], info=state["info"])

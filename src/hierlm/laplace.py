@@ -15,9 +15,10 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from .compiled import program
 from .density import DensityArgs, Layout, log_density
 
-__all__ = ["Laplace", "find_laplace"]
+__all__ = ["Laplace", "LogDensity", "find_laplace", "logp_program"]
 
 # Curvature below this (an sd above ~3 on the standardised scale) carries no information
 # for the preconditioner; flooring it keeps a flat or boundary direction from a huge step.
@@ -38,18 +39,50 @@ class Laplace(NamedTuple):
     iterations: int
 
 
-@functools.lru_cache(maxsize=16)
-def _value_and_grad(layout: Layout):
-    return jax.jit(jax.value_and_grad(functools.partial(log_density, layout=layout)))
+class LogDensity:
+    """The compiled log density and gradient of θ, evaluated at a batch of points per call.
+
+    One call costs about as much as one point (the points are vectorised), so the Hessian
+    by central differences and a whole backtracking line search take one call each.
+    """
+
+    def __init__(self, layout: Layout, args: DensityArgs):
+        self.dim = layout.size
+        self.batch = 2 * self.dim + 1
+        fn = jax.vmap(
+            jax.value_and_grad(functools.partial(log_density, layout=layout)), in_axes=(0, None)
+        )
+        example = (np.zeros((self.batch, self.dim)), args)
+        self._program = program("logp", fn, example, layout, quick=args.small)
+        self._args = args
+
+    def __call__(self, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``log p`` (k,) and its gradient (k, d) at the rows of ``thetas`` (k, d)."""
+        k = thetas.shape[0]
+        values, grads = [], []
+        for start in range(0, k, self.batch):
+            part = thetas[start : start + self.batch]
+            padded = np.concatenate([part, np.repeat(part[-1:], self.batch - len(part), 0)])
+            v, g = self._program(padded, self._args)
+            values.append(np.asarray(v)[: len(part)])
+            grads.append(np.asarray(g)[: len(part)])
+        return np.concatenate(values), np.concatenate(grads)
 
 
-def _hessian(grad, theta: np.ndarray, step: float = 1e-5) -> np.ndarray:
+def logp_program(layout: Layout, args: DensityArgs) -> LogDensity:
+    """The compiled log density of θ and its gradient (built once per layout and shapes)."""
+    return LogDensity(layout, args)
+
+
+def _hessian_points(theta: np.ndarray, step: float) -> np.ndarray:
     d = theta.shape[0]
-    H = np.empty((d, d))
-    for j in range(d):
-        e = np.zeros(d)
-        e[j] = step
-        H[:, j] = (grad(theta + e) - grad(theta - e)) / (2 * step)
+    e = step * np.eye(d)
+    return np.concatenate([theta[None], theta + e, theta - e])
+
+
+def _hessian_from(grads: np.ndarray, step: float) -> np.ndarray:
+    d = grads.shape[1]
+    H = (grads[1 : d + 1] - grads[d + 1 :]).T / (2 * step)
     return 0.5 * (H + H.T)
 
 
@@ -71,44 +104,40 @@ def find_laplace(
     Notes
     -----
     Each step solves with ``|H|`` (eigenvalues by absolute value, floored), so it climbs
-    even where the log density is not concave, and halves the step until the log density
-    rises. Curvature is measured on ``-log p``.
+    even where the log density is not concave, and takes the longest of the steps
+    ``2⁻ᵏ`` (k = 0, ..., 2d) that raises the log density, all evaluated in one call. ``H`` is
+    the Hessian of ``-log p`` by central differences of the exact gradient.
     """
-    vg = _value_and_grad(layout)
-
-    def value_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        v, g = vg(theta, args)
-        return -float(v), -np.asarray(g, dtype=np.float64)
-
-    def grad(theta: np.ndarray) -> np.ndarray:
-        return value_grad(theta)[1]
-
+    logp = logp_program(layout, args)
     d = layout.size
+    step = 1e-5
     theta = np.zeros(d)
-    f, g = value_grad(theta)
-    if not (np.isfinite(f) and np.isfinite(g).all()):
-        return Laplace(theta, np.eye(d), False, 0)
     converged = False
     iterations = 0
-    while iterations < max_iter:
-        iterations += 1
-        w, V = np.linalg.eigh(_hessian(grad, theta))
+    fractions = 0.5 ** np.arange(logp.batch)
+    while True:
+        values, grads = logp(_hessian_points(theta, step))
+        f, g = -values[0], -grads[0]
+        if not (np.isfinite(values).all() and np.isfinite(grads).all()):
+            break
+        w, V = np.linalg.eigh(_hessian_from(-grads, step))
         scale = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))
         gv = V.T @ g
         if 0.5 * np.sum(gv * gv / scale) < tol:
             converged = True
             break
-        step = -V @ (gv / scale)
-        t = 1.0
-        while t > 1e-10:
-            f_new, g_new = value_grad(theta + t * step)
-            if np.isfinite(f_new) and np.isfinite(g_new).all() and f_new <= f:
-                break
-            t *= 0.5
-        else:
+        if iterations == max_iter:
             break
-        theta, f, g = theta + t * step, f_new, g_new
-    w, V = np.linalg.eigh(_hessian(grad, theta))
+        iterations += 1
+        direction = -V @ (gv / scale)
+        trial_values, _ = logp(theta + fractions[:, None] * direction[None, :])
+        better = np.flatnonzero(np.isfinite(trial_values) & (-trial_values <= f))
+        if not len(better):
+            break
+        theta = theta + fractions[better[0]] * direction
+    if not converged and iterations == 0:
+        return Laplace(theta, np.eye(d), False, 0)
+    w, V = np.linalg.eigh(_hessian_from(-logp(_hessian_points(theta, step))[1], step))
     if not np.isfinite(w).all():
         return Laplace(theta, np.eye(d), False, iterations)
     C = V / np.sqrt(np.maximum(w, _MIN_CURVATURE))[None, :]

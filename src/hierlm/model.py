@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import _jax
@@ -109,36 +113,53 @@ class Model:
                 raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 < target_accept < 1:
             raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
-        from .laplace import find_laplace
-        from .posterior import build_idata, draw_coefficients
-        from .sampler import run_nuts
+        from .laplace import find_laplace, logp_program
+        from .posterior import build_idata, compile_draws, draw_coefficients
+        from .sampler import compile_nuts, run_nuts
 
+        _import_in_background("arviz")
+        problem = self.problem
         callback, close = _progress(progress)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        # The downward pass's program needs only shapes: compile it on another thread (XLA
+        # releases the GIL) while NUTS samples. Compiling more at once measured slower on
+        # two cores: tracing contends for the GIL and XLA's compiles for the cores.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hierlm-compile")
         try:
-            laplace = find_laplace(self.problem.layout, self.problem.args)
+            laplace = find_laplace(problem.layout, problem.args)
             timings["laplace"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            nuts = run_nuts(
-                self.problem.layout,
-                self.problem.args,
-                laplace,
+            nuts_programs = compile_nuts(
+                problem.layout,
+                problem.args,
                 chains=chains,
-                draws=draws,
                 tune=tune,
-                seed=seed,
                 target_accept=target_accept,
                 max_tree_depth=max_tree_depth,
+            )
+            timings["nuts_compile"] = time.perf_counter() - t1
+            draws_program = pool.submit(compile_draws, problem, chains * draws)
+            t1 = time.perf_counter()
+            nuts = run_nuts(
+                nuts_programs,
+                problem.args,
+                laplace,
+                logp_program(problem.layout, problem.args),
+                draws=draws,
+                seed=seed,
                 progress=callback,
+            )
+            timings["nuts"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            coefs = draw_coefficients(
+                problem, nuts.theta, seed=seed + 1, run=draws_program.result()
             )
         finally:
             close()
-        timings["nuts"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        coefs = draw_coefficients(self.problem, nuts.theta, seed=seed + 1)
+            pool.shutdown(wait=False, cancel_futures=True)
         d = self.data
-        idata = build_idata(d.design, self.problem, nuts, coefs, d.n_rows, d.sum_log_response)
+        idata = build_idata(d.design, problem, nuts, coefs, d.n_rows, d.sum_log_response)
         timings["draws"] = time.perf_counter() - t2
         info = FitInfo(
             chains=chains,
@@ -156,6 +177,13 @@ class Model:
             mode_iterations=laplace.iterations,
         )
         return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+
+def _import_in_background(module: str) -> None:
+    """Start importing ``module`` on a thread. Sampling runs in XLA with the GIL released, so
+    a slow import needed only afterwards (ArviZ: over a second) overlaps with it."""
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
 
 
 def _progress(progress: bool | Progress) -> tuple[Progress | None, Callable[[], None]]:

@@ -7,35 +7,57 @@ correlated, and ``beta_<level>`` (<level>, coef): each group's full coefficient 
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .assemble import Problem
 from .collapse import draw_tree
+from .compiled import Program, program
 from .density import Layout, unpack
 from .design import Design
 from .sampler import NutsDraws
 
-__all__ = ["build_idata", "draw_coefficients"]
+if TYPE_CHECKING:
+    import arviz as az
+
+__all__ = ["build_idata", "compile_draws", "draw_coefficients"]
+
+
+def compile_draws(problem: Problem, n_draws: int, batch: int = 128) -> Program:
+    """Compile (or load) the downward pass for ``n_draws`` θ draws, in batches of ``batch``.
+
+    Needs only shapes, so it can run on a background thread while NUTS samples.
+    """
+    layout = problem.layout
+    d = layout.size
+    example = (
+        jax.ShapeDtypeStruct((n_draws, 2), jnp.uint32),
+        jax.ShapeDtypeStruct((n_draws, d), jnp.float64),
+        problem.args,
+    )
+    return program(
+        "draws", _draw_fn(layout, batch), example, (layout, batch), quick=problem.args.small
+    )
 
 
 def draw_coefficients(
-    problem: Problem, theta: np.ndarray, seed: int, batch: int = 128
+    problem: Problem, theta: np.ndarray, seed: int, run: Program | None = None
 ) -> dict[str, Any]:
-    """Run the downward pass for every θ draw (vectorised, in batches of ``batch``).
+    """Run the downward pass for every θ draw (vectorised over draws).
 
     Returns standardised-scale arrays with a leading draw axis: ``root`` (n, p),
     ``levels`` (per level (n, G_l, p), padding removed), ``sigma`` (n,), ``sds`` and
-    ``chols`` per level, and ``log_ml`` (n,).
+    ``chols`` per level, and ``log_ml`` (n,). ``run`` is the program of
+    :func:`compile_draws` for this many draws (built here when not given).
     """
     flat = theta.reshape(-1, theta.shape[-1])
     keys = jax.random.split(jax.random.PRNGKey(seed), flat.shape[0])
-    run = _draw_program(problem.layout, batch)
+    if run is None:
+        run = compile_draws(problem, flat.shape[0])
     root, levels, log_ml, sigma, sds, chols = jax.device_get(run(keys, flat, problem.args))
     return {
         "root": root,
@@ -47,9 +69,7 @@ def draw_coefficients(
     }
 
 
-@functools.lru_cache(maxsize=16)
-def _draw_program(layout: Layout, batch: int):
-    @jax.jit
+def _draw_fn(layout: Layout, batch: int):
     def run(keys, flat, args):
         def one(kt):
             k, th = kt
@@ -57,7 +77,13 @@ def _draw_program(layout: Layout, batch: int):
             root, levels, log_ml = draw_tree(k, args.stats, u.sigma, u.levels, args.m0, u.L0)
             return root, levels, log_ml, u.sigma, u.sds, u.chols
 
-        return jax.lax.map(one, (keys, flat), batch_size=batch)
+        # Pad to whole batches: a remainder would compile the pass a second time.
+        n = flat.shape[0]
+        pad = -n % batch
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (pad, *keys.shape[1:]))])
+        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[-1:], (pad, flat.shape[1]))])
+        out = jax.lax.map(one, (keys, flat), batch_size=batch)
+        return jax.tree.map(lambda a: a[:n], out)
 
     return run
 
@@ -110,4 +136,6 @@ def build_idata(
         "step_size": nuts.step_size,
         "log_marginal_likelihood": shaped(log_lik),
     }
+    import arviz as az
+
     return az.from_dict(posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["posterior_table"]
 
@@ -41,6 +43,8 @@ def posterior_table(
     stats
         Include the location and interval columns; otherwise only the diagnostics.
     """
+    import arviz as az
+
     ds = posterior[var_names]
     with warnings.catch_warnings():
         # Constant entries (a correlation's diagonal) have zero variance: NaN is the answer.

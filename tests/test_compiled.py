@@ -1,0 +1,80 @@
+"""Compiled programs saved next to the compilation cache and loaded without tracing."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hierlm import compiled
+
+
+def _fn(x, pair):
+    a, b = pair
+    return {"sum": jnp.sum(x * a) + b, "scaled": x * b}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERLM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compiled, "_built", {})
+    return tmp_path
+
+
+def _args():
+    return (np.arange(3.0), (np.ones(3), np.asarray(2.0)))
+
+
+def test_saved_program_is_reused_and_agrees(cache, monkeypatch):
+    args = _args()
+    first = compiled.program("toy", _fn, args, key="v1")
+    files = list((cache / "programs").glob("toy-*.pkl"))
+    assert len(files) == 1
+    monkeypatch.setattr(compiled, "_built", {})
+
+    def never(*a):
+        raise AssertionError("traced again")
+
+    second = compiled.program("toy", never, args, key="v1")
+    want = jax.jit(_fn)(*args)
+    for prog in (first, second):
+        got = prog(*args)
+        assert set(got) == {"sum", "scaled"}
+        np.testing.assert_array_equal(got["sum"], want["sum"])
+        np.testing.assert_array_equal(got["scaled"], want["scaled"])
+
+
+def test_key_and_shapes_select_the_file(cache):
+    compiled.program("toy", _fn, _args(), key="v1")
+    compiled.program("toy", _fn, _args(), key="v2")
+    compiled.program("toy", _fn, (np.arange(4.0), (np.ones(4), np.asarray(2.0))), key="v1")
+    assert len(list((cache / "programs").glob("toy-*.pkl"))) == 3
+
+
+def test_abstract_example_and_wrong_structure(cache):
+    spec = (
+        jax.ShapeDtypeStruct((3,), jnp.float64),
+        (jax.ShapeDtypeStruct((3,), jnp.float64), jax.ShapeDtypeStruct((), jnp.float64)),
+    )
+    prog = compiled.program("toy", _fn, spec, key="v1")
+    np.testing.assert_array_equal(prog(*_args())["scaled"], np.arange(3.0) * 2)
+    with pytest.raises(TypeError, match="structure"):
+        prog(np.arange(3.0), np.ones(3))
+
+
+def test_corrupt_file_is_rebuilt(cache, monkeypatch):
+    compiled.program("toy", _fn, _args(), key="v1")
+    (path,) = (cache / "programs").glob("toy-*.pkl")
+    path.write_bytes(b"not a program")
+    monkeypatch.setattr(compiled, "_built", {})
+    prog = compiled.program("toy", _fn, _args(), key="v1")
+    np.testing.assert_array_equal(prog(*_args())["sum"], 5.0)
+    assert path.read_bytes() != b"not a program"
+
+
+def test_cache_off_still_compiles(monkeypatch):
+    monkeypatch.setenv("HIERLM_CACHE_DIR", "off")
+    monkeypatch.setattr(compiled, "_built", {})
+    prog = compiled.program("toy", _fn, _args(), key="v1", quick=True)
+    np.testing.assert_array_equal(prog(*_args())["sum"], 5.0)
