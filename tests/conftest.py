@@ -8,6 +8,9 @@ import pytest
 
 import hierlm as hl
 
+# Before any test runs JAX code: float64 and one CPU device per chain, as in a real session.
+hl._jax.configure()
+
 
 def simulate_two_level(seed: int = 0, n_a: int = 4, n_b: int = 3, rows: int = 5) -> pd.DataFrame:
     """y ~ x + (1 + x | a/b) with labels b repeated under every a."""

@@ -162,3 +162,26 @@ def test_same_seed_same_draws(small_df):
     a = m.fit(**FAST, seed=4).idata.posterior["beta_b"].values
     b = m.fit(**FAST, seed=4).idata.posterior["beta_b"].values
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_chains_on_fewer_devices_agree(small_df, monkeypatch, devices):
+    # One device per chain (the default on CPU), two chains per device, and all four
+    # vectorised on one device are three different programs of the same sampler.
+    import jax
+
+    import hierlm.sampler
+
+    assert jax.device_count() >= 4
+    model = hl.Model("y ~ x + (1 + x | a/b)", small_df)
+    kw = {"chains": 4, "draws": 500, "tune": 500, "seed": 3}
+    spread = model.fit(**kw)
+    monkeypatch.setattr(hierlm.sampler, "_chain_devices", lambda chains: devices)
+    packed = model.fit(**kw)
+    for fit in (spread, packed):
+        assert fit.idata.sample_stats["diverging"].values.sum() == 0
+    a, b = (f.idata.posterior for f in (spread, packed))
+    for name in ("beta", "sigma", "sd_a", "sd_b"):
+        x, y = a[name].values, b[name].values
+        se = np.sqrt(x.var(axis=(0, 1)) / 1000 + y.var(axis=(0, 1)) / 1000)
+        assert np.all(np.abs(x.mean(axis=(0, 1)) - y.mean(axis=(0, 1))) < 4 * se), name

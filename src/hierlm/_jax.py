@@ -1,4 +1,10 @@
-"""JAX settings hierlm needs: float64, and a persistent compilation cache on disk.
+"""JAX settings hierlm needs: float64, CPU devices for parallel chains, and a persistent
+compilation cache on disk.
+
+On CPU, JAX presents one device unless told otherwise; hierlm asks for one per core (at
+least 4, the default number of chains), so that chains run in parallel. This only works
+before JAX starts its backend: when the caller has already run JAX code, its devices stay
+as they are and the chains share them.
 
 The cache lives in ``$HIERLM_CACHE_DIR`` or ``$XDG_CACHE_HOME/hierlm/jax`` (default
 ``~/.cache/hierlm/jax``); set ``HIERLM_CACHE_DIR=off`` to disable it.
@@ -31,6 +37,10 @@ def configure() -> None:
     if _done:
         return
     jax.config.update("jax_enable_x64", True)
+    try:
+        jax.config.update("jax_num_cpu_devices", max(4, min(os.cpu_count() or 1, 32)))
+    except RuntimeError:
+        pass  # the backend already runs: keep its devices
     path = cache_dir()
     if path is not None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from .collapse import TreeStats
@@ -81,6 +81,12 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
     out[: len(a)] = a
     return out
+
+
+def _on_device(a: np.ndarray) -> jax.Array:
+    # device_put compiles nothing; jnp.asarray stages a copy through a small compiled program
+    # per array, which costs a cache lookup in every new process.
+    return jax.device_put(np.ascontiguousarray(a))
 
 
 def _pad_sorted(parents: np.ndarray, size: int) -> np.ndarray:
@@ -233,26 +239,26 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     sizes = design.tree.sizes
     padded = tuple(bucket(g) for g in sizes) if pad else sizes
     parents = tuple(
-        jnp.asarray(_pad_sorted(design.tree.parents[li].astype(np.int32), padded[li]))
+        _on_device(_pad_sorted(design.tree.parents[li].astype(np.int32), padded[li]))
         for li in range(len(sizes))
     )
     n_leaf = padded[-1] if padded else 1
     tree_stats = TreeStats(
-        n=jnp.asarray(_pad(stats.n, n_leaf)),
-        xtx=jnp.asarray(np.moveaxis(_pad(stats.xtx, n_leaf), 0, -1)),
-        xty=jnp.asarray(np.moveaxis(_pad(stats.xty, n_leaf), 0, -1)),
-        yty=jnp.asarray(_pad(stats.yty, n_leaf)),
+        n=_on_device(_pad(stats.n, n_leaf)),
+        xtx=_on_device(np.moveaxis(_pad(stats.xtx, n_leaf), 0, -1)),
+        xty=_on_device(np.moveaxis(_pad(stats.xty, n_leaf), 0, -1)),
+        yty=_on_device(_pad(stats.yty, n_leaf)),
         parents=parents,
     )
     args = DensityArgs(
         stats=tree_stats,
-        sigma_prior=jnp.asarray([s_df, s_scale]),
-        sd_prior=tuple(jnp.asarray(r) for r in sd_rows),
-        lkj_eta=tuple(jnp.asarray(e) for e in etas),
-        m0=jnp.asarray(m0),
-        L0_base=jnp.asarray(L0_base),
-        beta_scale=jnp.asarray(scale),
-        beta_df=jnp.asarray(df),
-        fixed_lam=tuple(jnp.asarray(f) for f in fixed),
+        sigma_prior=_on_device(np.array([s_df, s_scale], dtype=np.float64)),
+        sd_prior=tuple(_on_device(r) for r in sd_rows),
+        lkj_eta=tuple(_on_device(e) for e in etas),
+        m0=_on_device(m0),
+        L0_base=_on_device(L0_base),
+        beta_scale=_on_device(scale),
+        beta_df=_on_device(df),
+        fixed_lam=tuple(_on_device(f) for f in fixed),
     )
     return Problem(layout, args, sizes, tuple(said))

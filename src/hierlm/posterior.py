@@ -55,7 +55,8 @@ def draw_coefficients(
     :func:`compile_draws` for this many draws (built here when not given).
     """
     flat = theta.reshape(-1, theta.shape[-1])
-    keys = jax.random.split(jax.random.PRNGKey(seed), flat.shape[0])
+    # Keys from NumPy: JAX's eager split compiles a small program in every new process.
+    keys = np.random.default_rng(seed).integers(0, 2**32, (flat.shape[0], 2), dtype=np.uint32)
     if run is None:
         run = compile_draws(problem, flat.shape[0])
     root, levels, log_ml, sigma, sds, chols = jax.device_get(run(keys, flat, problem.args))

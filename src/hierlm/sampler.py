@@ -14,6 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import ParamInfo
 
@@ -38,44 +40,71 @@ class NutsDraws(NamedTuple):
     step_size: np.ndarray
 
 
-def _nuts_fns(layout: Layout, tune: int, target_accept: float, max_tree_depth: int, chunk: int):
+def _one_chain_fns(
+    layout: Layout, tune: int, target_accept: float, max_tree_depth: int, chunk: int
+):
+    """Initialise one chain, and run one chain for ``chunk`` iterations."""
+
     def potential_gen(args, mode, root_cov):
         return lambda u: -log_density(mode + root_cov @ u, args, layout)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
 
-    def init(start: ParamInfo, keys, model_args):
+    def init(z, pe, grad, key, model_args):
         # The potential and its gradient at the start come from the host: this program then
         # holds no copy of the density, and compiles in a fraction of the time.
-        def one(z, pe, grad, k):
-            return init_kernel(
-                ParamInfo(z, pe, grad),
-                tune,
-                target_accept_prob=target_accept,
-                max_tree_depth=max_tree_depth,
-                model_args=model_args,
-                rng_key=k,
-            )
-
-        return jax.vmap(one)(start.z, start.potential_energy, start.z_grad, keys)
-
-    step = jax.vmap(lambda s, ma: sample_kernel(s, model_args=ma), in_axes=(0, None))
+        return init_kernel(
+            ParamInfo(z, pe, grad),
+            tune,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+            model_args=model_args,
+            rng_key=key,
+        )
 
     def run_chunk(state, model_args):
         def body(s, _):
-            s = step(s, model_args)
-            return s, (
-                s.z,
-                s.diverging,
-                s.num_steps,
-                s.energy,
-                s.potential_energy,
-                s.adapt_state.step_size,
-            )
+            s = sample_kernel(s, model_args=model_args)
+            stats = (s.z, s.diverging, s.num_steps, s.energy, s.potential_energy)
+            return s, (*stats, s.adapt_state.step_size)
 
         return jax.lax.scan(body, state, None, length=chunk)
 
     return init, run_chunk
+
+
+def _per_block(fn: Callable, n_chain_args: int, per_device: int) -> Callable:
+    """``fn`` of one chain as a function of a block of chains (leading axis), the last
+    argument shared. One chain per block is written without ``vmap``: batching NUTS's
+    nested loops costs more tracing and compiling than the chain's own program."""
+    if per_device > 1:
+        return jax.vmap(fn, in_axes=(0,) * n_chain_args + (None,))
+
+    def single(*a):
+        chain = jax.tree.map(lambda x: x[0], a[:n_chain_args])
+        return jax.tree.map(lambda x: x[None], fn(*chain, a[-1]))
+
+    return single
+
+
+def _chain_devices(chains: int) -> int:
+    """How many devices share the chains: the largest divisor of ``chains`` that the
+    available CPU devices cover (see :func:`hierlm._jax.configure`); 1 on accelerators."""
+    if jax.default_backend() != "cpu":
+        return 1
+    n = min(chains, jax.device_count())
+    while chains % n:
+        n -= 1
+    return n
+
+
+def _spread(fn: Callable, n_chain_args: int, mesh: Mesh | None) -> Callable:
+    if mesh is None:
+        return fn
+    specs = (P("chain"),) * n_chain_args + (P(),)
+    # check_vma=False: NumPyro's loops mix per-chain and shared values in ways the
+    # replication checker rejects, though each device only ever sees its own chains.
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("chain"), check_vma=False)
 
 
 class NutsPrograms(NamedTuple):
@@ -98,23 +127,40 @@ def compile_nuts(
     max_tree_depth: int = 10,
     chunk: int = 100,
 ) -> NutsPrograms:
-    """Compile (or load) the sampler's programs; needs only shapes, so it can run while
-    the mode of θ is being found."""
+    """Compile (or load) the sampler's programs; they need only shapes.
+
+    On CPU the chains are spread over the host devices, one program per device running
+    its chains, so chains run in parallel and each takes its own tree depth (vectorised
+    chains all wait for the deepest).
+    """
     settings = (tune, target_accept, max_tree_depth, chunk)
-    init_fn, chunk_fn = _nuts_fns(layout, *settings)
+    init_one, chunk_one = _one_chain_fns(layout, *settings)
+    n_dev = _chain_devices(chains)
+    per = chains // n_dev
+    mesh = Mesh(np.array(jax.devices()[:n_dev]), ("chain",)) if n_dev > 1 else None
+    init_fn = _spread(_per_block(init_one, 4, per), 4, mesh)
+    chunk_fn = _spread(_per_block(chunk_one, 1, per), 1, mesh)
+
+    def spec(shape, dtype, shared=False):
+        sharding = None if mesh is None else NamedSharding(mesh, P() if shared else P("chain"))
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
     d = layout.size
     f64 = jnp.float64
-    start = ParamInfo(
-        jax.ShapeDtypeStruct((chains, d), f64),
-        jax.ShapeDtypeStruct((chains,), f64),
-        jax.ShapeDtypeStruct((chains, d), f64),
+    start = (spec((chains, d), f64), spec((chains,), f64), spec((chains, d), f64))
+    keys = spec((chains, 2), jnp.uint32)
+    shared = (
+        jax.tree.map(lambda a: spec(a.shape, a.dtype, True), args),
+        spec((d,), f64, True),
+        spec((d, d), f64, True),
     )
-    keys = jax.ShapeDtypeStruct((chains, 2), jnp.uint32)
-    model_args = (args, jax.ShapeDtypeStruct((d,), f64), jax.ShapeDtypeStruct((d, d), f64))
+    key = (layout, *settings, n_dev)
     quick = args.small
-    init = program("nuts_init", init_fn, (start, keys, model_args), (layout, *settings), quick)
-    state = jax.eval_shape(init_fn, start, keys, model_args)
-    run_chunk = program("nuts_chunk", chunk_fn, (state, model_args), (layout, *settings), quick)
+    init = program("nuts_init", init_fn, (*start, keys, shared), key, quick)
+    state = jax.eval_shape(init_fn, *start, keys, shared)
+    if mesh is not None:
+        state = jax.tree.map(lambda a: spec(a.shape, a.dtype), state)
+    run_chunk = program("nuts_chunk", chunk_fn, (state, shared), key, quick)
     return NutsPrograms(init, run_chunk, chains, tune, chunk)
 
 
@@ -137,14 +183,15 @@ def run_nuts(
     chains, tune, chunk = programs.chains, programs.tune, programs.chunk_size
     mode = np.asarray(laplace.mode)
     C = np.asarray(laplace.root_cov)
-    key = jax.random.PRNGKey(seed)
-    k_init, k_chain = jax.random.split(key)
-    u0 = np.asarray(jax.random.normal(k_init, (chains, mode.shape[0]), dtype=jnp.float64))
-    keys = jax.random.split(k_chain, chains)
+    # Starting points and per-chain keys from NumPy: JAX's eager random ops would compile
+    # small programs in every new process (half a second, measured).
+    rng = np.random.default_rng(seed)
+    u0 = rng.standard_normal((chains, mode.shape[0]))
+    keys = rng.integers(0, 2**32, (chains, 2), dtype=np.uint32)
     values, grads = logp(mode + u0 @ C.T)
     pe, grad = -values, -(grads @ C)
-    model_args = (args, jnp.asarray(mode), jnp.asarray(C))
-    state = programs.init(ParamInfo(u0, pe, grad), keys, model_args)
+    model_args = (args, jax.device_put(mode), jax.device_put(C))
+    state = programs.init(u0, pe, grad, keys, model_args)
     total = tune + draws
     outs = []
     done = 0
@@ -157,8 +204,7 @@ def run_nuts(
         if progress is not None:
             progress(done, total, "warmup" if done <= tune else "sampling")
     z, div, n_steps, energy, pe_draws, eps = (
-        np.concatenate(parts, axis=0)[tune:total].swapaxes(0, 1)
-        for parts in zip(*outs, strict=True)
+        np.concatenate(parts, axis=1)[:, tune:total] for parts in zip(*outs, strict=True)
     )
     theta = mode + z @ C.T
     depth = np.ceil(np.log2(n_steps + 1.0)).astype(np.int64)
