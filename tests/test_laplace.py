@@ -87,3 +87,21 @@ def test_other_seed_data_still_converges():
     for seed in range(3):
         model = hl.Model("y ~ x + (1 + x | a/b)", simulate_two_level(seed, n_a=3, n_b=4))
         assert find_laplace(model.problem.layout, model.problem.args).converged
+
+
+def test_mode_of_the_three_level_benchmark_model():
+    # The benchmark's model B at 1e5 rows: untamed Newton steps from θ = 0 ran off to
+    # log sd = 12, where the message passing loses precision, and never converged.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from simulate import simulate
+
+    model = hl.Model("y ~ x + (1 + x | a/b/c)", simulate(100_000).frame)
+    lap = find_laplace(model.problem.layout, model.problem.args)
+    assert lap.converged and lap.iterations < 30
+    grad, hess = _exact(model, lap.mode)
+    sd = np.sqrt(np.diag(np.linalg.inv(-hess)))
+    assert np.all(np.abs(grad) * sd < 1e-4)
+    assert np.all(np.abs(lap.mode) < 5)

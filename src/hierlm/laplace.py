@@ -1,8 +1,9 @@
 """The posterior mode of θ and the curvature there: the sampler's preconditioner.
 
-θ is low-dimensional (a few variance parameters), so the mode is found by Newton's method
-driven from the host: each step evaluates one small compiled program (log density and
-gradient) a few times, and the Hessian comes from central differences of the gradient. That
+θ is low-dimensional (a few variance parameters), so the mode is found by trust-region
+Newton steps driven from the host: each step evaluates one small compiled program (log
+density and gradient, batched over points) twice, and the Hessian comes from central
+differences of the gradient. That
 program compiles in about a second, where an optimiser traced into one XLA program took
 several, and the host loop can check convergence and fall back when it fails.
 """
@@ -86,10 +87,36 @@ def _hessian_from(grads: np.ndarray, step: float) -> np.ndarray:
     return 0.5 * (H + H.T)
 
 
+def _trust_steps(w: np.ndarray, V: np.ndarray, g: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Newton steps on ``|H|`` limited to each radius (Levenberg-Marquardt damping).
+
+    For radius ``r`` the step is ``-V (|w| + μ)⁻¹ Vᵀ g`` with the smallest ``μ ≥ 0`` that
+    keeps its length within ``r``.
+    """
+    gv = V.T @ g
+    curv = np.maximum(np.abs(w), 1e-8 * max(1.0, float(np.abs(w).max())))
+
+    def length(mu: float) -> float:
+        return float(np.linalg.norm(gv / (curv + mu)))
+
+    steps = []
+    for r in radii:
+        lo, hi = 0.0, 1.0
+        if length(0.0) > r:
+            while length(hi) > r:
+                hi *= 4
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if length(mid) > r else (lo, mid)
+            lo = hi
+        steps.append(-V @ (gv / (curv + lo)))
+    return np.array(steps)
+
+
 def find_laplace(
-    layout: Layout, args: DensityArgs, max_iter: int = 100, tol: float = 1e-9
+    layout: Layout, args: DensityArgs, max_iter: int = 200, tol: float = 1e-9
 ) -> Laplace:
-    """Maximise the log density of θ by damped Newton steps from θ = 0.
+    """Maximise the log density of θ by trust-region Newton steps from θ = 0.
 
     Parameters
     ----------
@@ -98,47 +125,59 @@ def find_laplace(
     max_iter
         Newton steps at most.
     tol
-        Stop when half the squared Newton decrement, ``½ gᵀ|H|⁻¹g`` (the predicted gain in
-        log density), falls below this.
+        Stop when half the squared Newton decrement, ``½ gᵀH⁻¹g`` (the predicted gain in
+        log density), falls below this where ``H`` is positive definite.
 
     Notes
     -----
-    Each step solves with ``|H|`` (eigenvalues by absolute value, floored), so it climbs
-    even where the log density is not concave, and takes the longest of the steps
-    ``2⁻ᵏ`` (k = 0, ..., 2d) that raises the log density, all evaluated in one call. ``H`` is
-    the Hessian of ``-log p`` by central differences of the exact gradient.
+    ``H`` is the Hessian of ``-log p`` by central differences of the exact gradient. Each
+    iteration evaluates, in one call, the damped Newton steps on ``|H|`` (eigenvalues by
+    absolute value, so it also climbs where ``log p`` is not concave) limited to radii
+    ``r, r/2, r/4, ...`` around the current point, and moves to the best of them; ``r``
+    doubles when the best step is the longest and was limited by it, and shrinks to the
+    best step's radius otherwise. Steps
+    stay within ``|θ_i| ≤ 20``: log-scales beyond that are far outside any posterior on the
+    standardised scale, and there the message passing loses its precision.
     """
     logp = logp_program(layout, args)
     d = layout.size
     step = 1e-5
     theta = np.zeros(d)
+    radius = 2.0
     converged = False
     iterations = 0
-    fractions = 0.5 ** np.arange(logp.batch)
+    shrink = 0.5 ** np.arange(logp.batch)
     while True:
         values, grads = logp(_hessian_points(theta, step))
-        f, g = -values[0], -grads[0]
         if not (np.isfinite(values).all() and np.isfinite(grads).all()):
             break
+        f, g = -values[0], -grads[0]
         w, V = np.linalg.eigh(_hessian_from(-grads, step))
-        scale = np.maximum(np.abs(w), 1e-8 * max(1.0, np.abs(w).max()))
-        gv = V.T @ g
-        if 0.5 * np.sum(gv * gv / scale) < tol:
+        if w.min() > 0 and 0.5 * np.sum((V.T @ g) ** 2 / w) < tol:
             converged = True
             break
         if iterations == max_iter:
             break
         iterations += 1
-        direction = -V @ (gv / scale)
-        trial_values, _ = logp(theta + fractions[:, None] * direction[None, :])
-        better = np.flatnonzero(np.isfinite(trial_values) & (-trial_values <= f))
-        if not len(better):
+        steps = _trust_steps(w, V, g, radius * shrink)
+        trial = theta + steps
+        inside = np.all(np.abs(trial) <= 20.0, axis=1)
+        trial_values, _ = logp(np.where(inside[:, None], trial, theta))
+        ok = inside & np.isfinite(trial_values) & (-trial_values < f)
+        if not ok.any():
             break
-        theta = theta + fractions[better[0]] * direction
-    if not converged and iterations == 0:
+        best = int(np.argmax(np.where(ok, trial_values, -np.inf)))
+        limited = np.linalg.norm(steps[best]) >= radius * shrink[best] * (1 - 1e-9)
+        if best == 0 and limited:
+            radius = min(2 * radius, 8.0)
+        elif best > 0:
+            radius = max(radius * shrink[best], 1e-3)
+        theta = trial[best]
+    if iterations == 0 and not converged:
         return Laplace(theta, np.eye(d), False, 0)
-    w, V = np.linalg.eigh(_hessian_from(-logp(_hessian_points(theta, step))[1], step))
-    if not np.isfinite(w).all():
+    H = _hessian_from(-logp(_hessian_points(theta, step))[1], step)
+    if not np.isfinite(H).all():
         return Laplace(theta, np.eye(d), False, iterations)
+    w, V = np.linalg.eigh(H)
     C = V / np.sqrt(np.maximum(w, _MIN_CURVATURE))[None, :]
     return Laplace(theta, C, converged, iterations)
