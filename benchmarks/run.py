@@ -584,7 +584,7 @@ def write_report(
         ),
         "",
         (
-            "Settings: hierlm defaults (vectorised chains, float64); PyMC + nutpie defaults "
+            "Settings: hierlm defaults (float64; on CPU one device per chain, chains in parallel); PyMC + nutpie defaults "
             "(numba backend, float64, chains on threads); NumPyro NUTS with "
             f'`chain_method="{chain_method}"` and its default float32. All three use the same '
             "priors (the ones hierlm prints). Cold = empty compile caches (`HIERLM_CACHE_DIR`; "

@@ -27,11 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["build_idata", "compile_draws", "draw_coefficients"]
 
 
-def compile_draws(problem: Problem, n_draws: int, batch: int = 128) -> Program:
-    """Compile (or load) the downward pass for ``n_draws`` θ draws, in batches of ``batch``.
+def compile_draws(problem: Problem, n_draws: int, batch: int | None = None) -> Program:
+    """Compile (or load) the downward pass for ``n_draws`` θ draws.
 
-    Needs only shapes, so it can run on a background thread while NUTS samples.
+    Each draw is vectorised over the nodes of every level; ``batch`` draws are vectorised
+    together. By default that is 128 on accelerators and 1 on CPU, where vectorising over
+    draws too measured no faster and compiled 1.7x slower (radon: 0.78 s against 1.43 s;
+    model B: 2.7 s against 4.4 s). Needs only shapes, so it can run on a background thread
+    while NUTS samples.
     """
+    if batch is None:
+        batch = 1 if jax.default_backend() == "cpu" else 128
     layout = problem.layout
     d = layout.size
     example = (
@@ -78,6 +84,8 @@ def _draw_fn(layout: Layout, batch: int):
             root, levels, log_ml = draw_tree(k, args.stats, u.sigma, u.levels, args.m0, u.L0)
             return root, levels, log_ml, u.sigma, u.sds, u.chols
 
+        if batch <= 1:
+            return jax.lax.map(one, (keys, flat))
         # Pad to whole batches: a remainder would compile the pass a second time.
         n = flat.shape[0]
         pad = -n % batch
