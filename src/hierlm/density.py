@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import CorrCholeskyTransform
 
@@ -168,13 +169,16 @@ def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
         chols.append(chol)
     scale = args.beta_scale
     if layout.t_coefs:
-        idx = jnp.asarray(layout.t_coefs)
+        idx = np.asarray(layout.t_coefs)
         log_lam = theta[pos : pos + len(layout.t_coefs)]
         pos += len(layout.t_coefs)
         lam = jnp.exp(log_lam)
         half_df = args.beta_df[idx] / 2
         lp += jnp.sum(dist.InverseGamma(half_df, half_df).log_prob(lam) + log_lam)
-        scale = scale.at[idx].multiply(jnp.sqrt(lam))
+        # A static selection matrix, not a scatter: scatter-multiply has no gradient.
+        select = np.zeros((layout.p, len(idx)))
+        select[idx, np.arange(len(idx))] = 1.0
+        scale = scale * (1.0 + select @ (jnp.sqrt(lam) - 1.0))
     L0 = args.L0_base * scale[None, :]
     return Unpacked(sigma, tuple(factors), tuple(sds), tuple(chols), L0, lp)
 
