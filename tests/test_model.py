@@ -185,3 +185,27 @@ def test_chains_on_fewer_devices_agree(small_df, monkeypatch, devices):
         x, y = a[name].values, b[name].values
         se = np.sqrt(x.var(axis=(0, 1)) / 1000 + y.var(axis=(0, 1)) / 1000)
         assert np.all(np.abs(x.mean(axis=(0, 1)) - y.mean(axis=(0, 1))) < 4 * se), name
+
+
+@pytest.mark.slow
+def test_draws_are_identical_in_another_process_without_the_cache(small_df, tmp_path):
+    # The saved (exported) programs and freshly traced ones must be the same programs, and
+    # a new process must draw the same numbers.
+    import os
+    import subprocess
+    import sys
+
+    small_df.to_csv(tmp_path / "d.csv", index=False)
+    here = hl.Model("y ~ x + (1 | a/b)", small_df).fit(**FAST, seed=9)
+    script = (
+        "import sys, numpy as np, pandas as pd, hierlm as hl\n"
+        f"df = pd.read_csv({str(tmp_path / 'd.csv')!r})\n"
+        "fit = hl.Model('y ~ x + (1 | a/b)', df).fit("
+        + ", ".join(f"{k}={v!r}" for k, v in FAST.items())
+        + ", seed=9)\n"
+        f"np.save({str(tmp_path / 'b.npy')!r}, fit.idata.posterior['beta_b'].values)\n"
+    )
+    env = {**os.environ, "HIERLM_CACHE_DIR": "off"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    there = np.load(tmp_path / "b.npy")
+    np.testing.assert_array_equal(here.idata.posterior["beta_b"].values, there)
