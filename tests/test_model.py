@@ -147,6 +147,17 @@ def test_save_load_is_bit_identical(small_df, tmp_path):
     pd.testing.assert_frame_equal(fit.summary(), back.summary())
     assert back.design.tree.labels == fit.design.tree.labels
     assert not list(tmp_path.glob("*.part"))
+    # A loaded fit is whole in memory: load reads a temporary copy of the data and deletes
+    # it. Closing xarray's cached file handles (as its LRU cache may at any time) must not
+    # lose anything.
+    from xarray.backends.file_manager import FILE_CACHE
+
+    reloaded = hl.load(path)
+    FILE_CACHE.clear()
+    again = hl.load(reloaded.save(tmp_path / "again.hlm"))
+    np.testing.assert_array_equal(
+        fit.idata.sample_stats["lp"].values, again.idata.sample_stats["lp"].values
+    )
 
 
 def test_load_refuses_garbage(tmp_path):

@@ -205,8 +205,12 @@ def load(path: str | os.PathLike[str]) -> Fit:
         nc.write_bytes(nc_bytes)
         import arviz as az
 
-        idata = az.from_netcdf(str(nc))
-        idata.load()
+        lazy = az.from_netcdf(str(nc))
+        # Every group read into memory and detached from the file, which is deleted below:
+        # a lazily backed fit could not be saved again.
+        idata = az.InferenceData(**{g: lazy[g].load().copy(deep=True) for g in lazy.groups()})
+        for g in lazy.groups():
+            lazy[g].close()
     return Fit(idata=idata, design=state["design"], stats=state["stats"], info=state["info"])
 
 
