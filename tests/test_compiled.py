@@ -78,3 +78,16 @@ def test_cache_off_still_compiles(monkeypatch):
     monkeypatch.setattr(compiled, "_built", {})
     prog = compiled.program("toy", _fn, _args(), key="v1", quick=True)
     np.testing.assert_array_equal(prog(*_args())["sum"], 5.0)
+
+
+def test_files_of_other_versions_are_pruned(cache, monkeypatch):
+    compiled.program("toy", _fn, _args(), key="v1")
+    compiled.program("other", _fn, _args(), key="v1")
+    (old,) = (cache / "programs").glob("toy-*.pkl")
+    monkeypatch.setattr(compiled, "_fingerprint", lambda: "f" * 64)
+    monkeypatch.setattr(compiled, "_built", {})
+    compiled.program("toy", _fn, _args(), key="v1")
+    names = sorted(p.name for p in (cache / "programs").glob("*.pkl"))
+    assert not old.exists()
+    assert [n.split("-")[0] for n in names] == ["other", "toy"]
+    assert any(n.startswith("toy-ffffffffffff-") for n in names)

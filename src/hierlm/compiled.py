@@ -122,10 +122,11 @@ def _build(
     if root is None:
         compiled = jax.jit(flat).lower(*avals).compile(compiler_options=options)
         return Program(compiled, in_tree, out_tree[0])
+    version = _fingerprint()[:12]
     digest = hashlib.sha256(
         repr((name, key, str(in_tree), _signature(leaves), _fingerprint())).encode()
     ).hexdigest()[:40]
-    path = root / "programs" / f"{name}-{digest}.pkl"
+    path = root / "programs" / f"{name}-{version}-{digest}.pkl"
     try:
         with path.open("rb") as f:
             saved = pickle.load(f)
@@ -135,6 +136,7 @@ def _build(
         exported = export.export(jax.jit(flat))(*avals)
         tree = out_tree[0]
         _write_atomic(path, pickle.dumps({"exported": exported.serialize(), "out_tree": tree}))
+        _prune(path.parent, name, version)
     compiled = jax.jit(exported.call).lower(*avals).compile(compiler_options=options)
     return Program(compiled, in_tree, tree)
 
@@ -143,6 +145,14 @@ def _aval(x: Any) -> jax.ShapeDtypeStruct:
     if isinstance(x, jax.ShapeDtypeStruct):
         return x
     return jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x))
+
+
+def _prune(folder: Path, name: str, version: str) -> None:
+    """Delete this program's files saved by other versions of hierlm or JAX: they can never
+    be loaded again, and would pile up with every upgrade."""
+    for old in folder.glob(f"{name}-*.pkl"):
+        if old.name.split("-")[-2] != version:
+            old.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
