@@ -220,3 +220,27 @@ def test_draws_are_identical_in_another_process_without_the_cache(small_df, tmp_
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     there = np.load(tmp_path / "b.npy")
     np.testing.assert_array_equal(here.idata.posterior["beta_b"].values, there)
+
+
+def test_one_chain_fit_keeps_arviz_quiet(small_df):
+    import logging
+
+    import arviz as az
+
+    seen: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    catch = Catch()
+    az._log.addHandler(catch)
+    try:
+        fit = hl.Model("y ~ x + (1 | a)", small_df).fit(chains=1, draws=100, tune=100)
+        fit.summary()
+        assert "Only one chain" in str(fit.diagnose()[0])
+        assert not [m for m in seen if "Shape validation" in m]
+        az.rhat(np.zeros((1, 10)))  # the user's own ArviZ calls still warn
+        assert [m for m in seen if "Shape validation" in m]
+    finally:
+        az._log.removeHandler(catch)

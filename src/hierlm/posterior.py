@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._arviz import quiet
 from .assemble import Problem
 from .collapse import draw_tree
 from .compiled import Program, program
@@ -147,4 +148,7 @@ def build_idata(
     }
     import arviz as az
 
-    return az.from_dict(posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims)
+    with quiet():
+        return az.from_dict(
+            posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims
+        )

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._arviz import quiet
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -49,10 +51,11 @@ def posterior_table(
     with warnings.catch_warnings():
         # Constant entries (a correlation's diagonal) have zero variance: NaN is the answer.
         warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = az.rhat(ds)
-        ess_bulk = az.ess(ds, method="bulk")
-        ess_tail = az.ess(ds, method="tail")
-    hdi = az.hdi(ds, hdi_prob=hdi_prob) if stats else None
+        with quiet():
+            rhat = az.rhat(ds)
+            ess_bulk = az.ess(ds, method="bulk")
+            ess_tail = az.ess(ds, method="tail")
+            hdi = az.hdi(ds, hdi_prob=hdi_prob) if stats else None
     lo, hi = f"hdi_{100 * (1 - hdi_prob) / 2:g}%", f"hdi_{100 * (1 + hdi_prob) / 2:g}%"
     frames = []
     for name in var_names:
