@@ -1,4 +1,4 @@
-"""NUTS over θ, preconditioned by a Laplace approximation, all chains in one program.
+"""NUTS over θ, preconditioned by a Laplace approximation; on CPU, chains in parallel.
 
 With many rows the posterior of θ is very narrow in some directions (the sd of log σ shrinks
 like 1/sqrt(2N)), below what NUTS's mass-matrix adaptation can represent, and the step size
@@ -174,7 +174,8 @@ def run_nuts(
     seed: int,
     progress: Progress | None = None,
 ) -> NutsDraws:
-    """Run the chains in lockstep (vectorised) over ``u``; return θ draws.
+    """Run the chains over ``u`` (see :func:`compile_nuts` for how they share devices);
+    return θ draws.
 
     The iterations run in compiled chunks so a progress bar can update between them;
     warm-up and sampling share one compiled program. ``logp`` is the density's value and
