@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import hierlm as hl
-from hierlm.laplace import find_laplace, logp_program
+from hierlm.laplace import LogDensity, find_laplace
 from hierlm.sampler import compile_nuts, run_nuts
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     model = hl.Model("log_radon ~ floor + (1 + floor | county)", hl.datasets.radon("MN"))
     layout, args = model.problem.layout, model.problem.args
     lap = find_laplace(layout, args)
-    logp = logp_program(layout, args)
+    logp = LogDensity(layout, args)
     mode, C = lap.mode, lap.root_cov
     d = layout.size
 

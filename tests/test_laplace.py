@@ -75,7 +75,7 @@ def test_unconverged_mode_is_reported(small_df, monkeypatch):
     monkeypatch.setattr(
         hierlm.laplace,
         "find_laplace",
-        lambda layout, args: find_laplace(layout, args, max_iter=1),
+        lambda layout, args, **kw: find_laplace(layout, args, max_iter=1, **kw),
     )
     fit = model.fit(chains=2, draws=100, tune=100)
     assert not fit.info.mode_converged

@@ -77,8 +77,8 @@ def _scale_row(prior: ScalePrior, factor: float) -> tuple[str, float, float]:
     return "exponential", 1.0, 1.0 / s.rate
 
 
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros((size, *a.shape[1:]), dtype=a.dtype)
+def _pad(a: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
+    out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
     out[: len(a)] = a
     return out
 
@@ -87,14 +87,6 @@ def _on_device(a: np.ndarray) -> jax.Array:
     # device_put compiles nothing; jnp.asarray stages a copy through a small compiled program
     # per array, which costs a cache lookup in every new process.
     return jax.device_put(np.ascontiguousarray(a))
-
-
-def _pad_sorted(parents: np.ndarray, size: int) -> np.ndarray:
-    """Pad parent pointers with the last one, so they stay sorted (padded nodes hold zero
-    statistics and send zero messages, whichever parent they point at)."""
-    out = np.full(size, parents[-1], dtype=parents.dtype)
-    out[: len(parents)] = parents
-    return out
 
 
 def _coef_priors(
@@ -238,9 +230,11 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     layout = Layout(p, sigma_kind, tuple(layouts), t_coefs)
     sizes = design.tree.sizes
     padded = tuple(bucket(g) for g in sizes) if pad else sizes
+    # Padded nodes point at the last parent, so the pointers stay sorted (they hold zero
+    # statistics and send zero messages, whichever parent they point at).
     parents = tuple(
-        _on_device(_pad_sorted(design.tree.parents[li].astype(np.int32), padded[li]))
-        for li in range(len(sizes))
+        _on_device(_pad(p.astype(np.int32), padded[li], fill=p[-1]))
+        for li, p in enumerate(design.tree.parents)
     )
     n_leaf = padded[-1] if padded else 1
     tree_stats = TreeStats(

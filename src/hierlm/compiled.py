@@ -35,10 +35,15 @@ class Program:
     pytree the function does.
     """
 
-    def __init__(self, call: Callable[..., Any], in_tree: Any, out_tree: Any):
-        self._call = call
+    def __init__(self, compiled: jax.stages.Compiled, in_tree: Any, out_tree: Any):
+        self._call = compiled
         self._in_tree = in_tree
         self._out_tree = out_tree
+
+    @property
+    def out_shapes(self) -> Any:
+        """The output pytree as :class:`jax.ShapeDtypeStruct` (shardings included)."""
+        return jax.tree.unflatten(self._out_tree, self._call.out_info)
 
     def __call__(self, *args: Any) -> Any:
         leaves, tree = jax.tree.flatten(args)
@@ -55,10 +60,6 @@ def _fingerprint() -> str:
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()
-
-
-def _signature(leaves: list[Any]) -> tuple[tuple[tuple[int, ...], str], ...]:
-    return tuple((tuple(a.shape), str(a.dtype)) for a in map(_aval, leaves))
 
 
 def program(
@@ -91,9 +92,11 @@ def program(
     """
     leaves, in_tree = jax.tree.flatten(args)
     options = _QUICK if quick and jax.default_backend() == "cpu" else {}
-    memo_key = (name, key, in_tree, _signature(leaves), tuple(options.items()))
+    avals = [_aval(x) for x in leaves]
+    signature = tuple((tuple(a.shape), str(a.dtype)) for a in avals)
+    memo_key = (name, key, in_tree, signature, tuple(options.items()))
     if memo_key not in _built:
-        _built[memo_key] = _build(name, fn, leaves, in_tree, key, options)
+        _built[memo_key] = _build(name, fn, avals, in_tree, signature, key, options)
     return _built[memo_key]
 
 
@@ -104,8 +107,9 @@ _QUICK = {"xla_cpu_use_fusion_emitters": False}
 def _build(
     name: str,
     fn: Callable[..., Any],
-    leaves: list[Any],
+    avals: list[jax.ShapeDtypeStruct],
     in_tree: Any,
+    signature: tuple[Any, ...],
     key: Hashable,
     options: dict[str, Any],
 ) -> Program:
@@ -117,14 +121,14 @@ def _build(
         out_tree.append(tree)
         return out_leaves
 
-    avals = [_aval(x) for x in leaves]
     root = _jax.cache_dir()
     if root is None:
         compiled = jax.jit(flat).lower(*avals).compile(compiler_options=options)
         return Program(compiled, in_tree, out_tree[0])
-    version = _fingerprint()[:12]
+    fingerprint = _fingerprint()
+    version = fingerprint[:12]
     digest = hashlib.sha256(
-        repr((name, key, str(in_tree), _signature(leaves), _fingerprint())).encode()
+        repr((name, key, str(in_tree), signature, fingerprint)).encode()
     ).hexdigest()[:40]
     path = root / "programs" / f"{name}-{version}-{digest}.pkl"
     try:

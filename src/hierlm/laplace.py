@@ -19,7 +19,7 @@ import numpy as np
 from .compiled import program
 from .density import DensityArgs, Layout, log_density
 
-__all__ = ["Laplace", "LogDensity", "find_laplace", "logp_program"]
+__all__ = ["Laplace", "LogDensity", "find_laplace"]
 
 # Curvature below this (an sd above ~3 on the standardised scale) carries no information
 # for the preconditioner; flooring it keeps a flat or boundary direction from a huge step.
@@ -63,11 +63,6 @@ class LogDensity:
         return values, np.array([np.asarray(g) for _, g in out]).reshape(len(out), self.dim)
 
 
-def logp_program(layout: Layout, args: DensityArgs) -> LogDensity:
-    """The compiled log density of θ and its gradient (built once per layout and shapes)."""
-    return LogDensity(layout, args)
-
-
 def _hessian_points(theta: np.ndarray, step: float) -> np.ndarray:
     d = theta.shape[0]
     e = step * np.eye(d)
@@ -107,7 +102,11 @@ def _trust_steps(w: np.ndarray, V: np.ndarray, g: np.ndarray, radii: np.ndarray)
 
 
 def find_laplace(
-    layout: Layout, args: DensityArgs, max_iter: int = 200, tol: float = 1e-9
+    layout: Layout,
+    args: DensityArgs,
+    max_iter: int = 200,
+    tol: float = 1e-9,
+    logp: LogDensity | None = None,
 ) -> Laplace:
     """Maximise the log density of θ by trust-region Newton steps from θ = 0.
 
@@ -120,11 +119,13 @@ def find_laplace(
     tol
         Stop when half the squared Newton decrement, ``½ gᵀH⁻¹g`` (the predicted gain in
         log density), falls below this where ``H`` is positive definite.
+    logp
+        The density's program, when the caller already has it (built here otherwise).
 
     Notes
     -----
     ``H`` is the Hessian of ``-log p`` by central differences of the exact gradient. Each
-    iteration evaluates, in one call, the damped Newton steps on ``|H|`` (eigenvalues by
+    iteration evaluates, as one batch, the damped Newton steps on ``|H|`` (eigenvalues by
     absolute value, so it also climbs where ``log p`` is not concave) limited to radii
     ``r, r/2, r/4, ...`` around the current point, and moves to the best of them; ``r``
     doubles when the best step is the longest and was limited by it, and shrinks to the
@@ -132,7 +133,8 @@ def find_laplace(
     stay within ``|θ_i| ≤ 20``: log-scales beyond that are far outside any posterior on the
     standardised scale, and there the message passing loses its precision.
     """
-    logp = logp_program(layout, args)
+    if logp is None:
+        logp = LogDensity(layout, args)
     d = layout.size
     step = 1e-5
     theta = np.zeros(d)

@@ -113,7 +113,7 @@ class Model:
                 raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 < target_accept < 1:
             raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
-        from .laplace import find_laplace, logp_program
+        from .laplace import LogDensity, find_laplace
         from .posterior import build_idata, compile_draws, draw_coefficients
         from .sampler import compile_nuts, run_nuts
 
@@ -127,7 +127,8 @@ class Model:
         # two cores: tracing contends for the GIL and XLA's compiles for the cores.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hierlm-compile")
         try:
-            laplace = find_laplace(problem.layout, problem.args)
+            logp = LogDensity(problem.layout, problem.args)
+            laplace = find_laplace(problem.layout, problem.args, logp=logp)
             timings["laplace"] = time.perf_counter() - t0
             t1 = time.perf_counter()
             nuts_programs = compile_nuts(
@@ -145,7 +146,7 @@ class Model:
                 nuts_programs,
                 problem.args,
                 laplace,
-                logp_program(problem.layout, problem.args),
+                logp,
                 draws=draws,
                 seed=seed,
                 progress=callback,
@@ -171,7 +172,7 @@ class Model:
             n_rows=d.n_rows,
             n_dropped=d.n_dropped,
             dropped_by_column=d.dropped_by_column,
-            priors=self.problem.priors,
+            priors=problem.priors,
             timings=timings,
             mode_converged=laplace.converged,
             mode_iterations=laplace.iterations,

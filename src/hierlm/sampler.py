@@ -157,10 +157,7 @@ def compile_nuts(
     key = (layout, *settings, n_dev)
     quick = args.small
     init = program("nuts_init", init_fn, (*start, keys, shared), key, quick)
-    state = jax.eval_shape(init_fn, *start, keys, shared)
-    if mesh is not None:
-        state = jax.tree.map(lambda a: spec(a.shape, a.dtype), state)
-    run_chunk = program("nuts_chunk", chunk_fn, (state, shared), key, quick)
+    run_chunk = program("nuts_chunk", chunk_fn, (init.out_shapes, shared), key, quick)
     return NutsPrograms(init, run_chunk, chains, tune, chunk)
 
 
@@ -179,7 +176,7 @@ def run_nuts(
 
     The iterations run in compiled chunks so a progress bar can update between them;
     warm-up and sampling share one compiled program. ``logp`` is the density's value and
-    gradient program (:func:`hierlm.laplace.logp_program`), used at the starting points.
+    gradient program (:class:`hierlm.laplace.LogDensity`), used at the starting points.
     """
     chains, tune, chunk = programs.chains, programs.tune, programs.chunk_size
     mode = np.asarray(laplace.mode)
