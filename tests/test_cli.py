@@ -64,3 +64,26 @@ def test_errors_are_clear(argv, message, csv_path, tmp_path):
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o.hlm").exists()
+
+
+def test_installed_command_exit_codes_and_output(csv_path, tmp_path):
+    """The console script ends the process itself (skipping teardown): its output must
+    still arrive whole, its file be written, and its exit codes be kept."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("hierlm")
+    assert exe.exists(), "the package's console script is not installed"
+    out = tmp_path / "m.hlm"
+    argv = [str(exe), "fit", str(csv_path), "y ~ x + (1 | a)", "-o", str(out)]
+    argv += ["--chains", "1", "--draws", "30", "--tune", "30"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "sd_a[Intercept]" in done.stdout and done.stdout.rstrip().endswith(str(out))
+    assert out.stat().st_size > 0
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists; pass --force" in again.stderr
+    assert "Traceback" not in again.stderr
+    usage = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "fit" in usage.stdout

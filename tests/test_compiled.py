@@ -91,3 +91,25 @@ def test_files_of_other_versions_are_pruned(cache, monkeypatch):
     assert not old.exists()
     assert [n.split("-")[0] for n in names] == ["other", "toy"]
     assert any(n.startswith("toy-ffffffffffff-") for n in names)
+
+
+def test_sampler_with_only_its_init_program_saved(cache, monkeypatch):
+    """NUTS's sample kernel reads settings its init kernel sets: a chunk program traced in a
+    process that loaded the init program from the cache must still be right."""
+    import pandas as pd
+
+    import hierlm as hl
+
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(6), 5)
+    data = pd.DataFrame({"g": g.astype(str), "y": rng.normal(g * 0.3, 1.0)})
+    model = hl.Model("y ~ 1 + (1 | g)", data)
+    first = model.fit(chains=2, draws=50, tune=50, seed=4)
+    (chunk_file,) = (cache / "programs").glob("nuts_chunk-*.pkl")
+    chunk_file.unlink()
+    monkeypatch.setattr(compiled, "_built", {})
+    again = hl.Model("y ~ 1 + (1 | g)", data).fit(chains=2, draws=50, tune=50, seed=4)
+    assert chunk_file.exists()
+    np.testing.assert_array_equal(
+        again.idata.posterior["sigma"].values, first.idata.posterior["sigma"].values
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -138,5 +140,20 @@ def demo(
 
 
 def main() -> None:
-    """Entry point."""
-    app()
+    """Entry point of the ``hierlm`` command.
+
+    Once the command is done, every file written and closed and its output flushed, the
+    process ends without the interpreter's teardown: with JAX, XLA and ArviZ loaded that
+    teardown takes about a second, a fifth of a warm radon fit (measured).
+    """
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if isinstance(code, str):
+        err.print(code, highlight=False, markup=False)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

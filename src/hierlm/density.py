@@ -14,14 +14,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
-from numpyro.distributions.transforms import CorrCholeskyTransform
 
 from .collapse import LevelFactor, TreeStats, log_marginal
 
 __all__ = ["DensityArgs", "Layout", "LevelLayout", "Unpacked", "log_density", "unpack"]
-
-_corr_chol = CorrCholeskyTransform()
 
 
 @dataclass(frozen=True)
@@ -111,6 +107,8 @@ class Unpacked(NamedTuple):
 
 
 def _scale_logpdf(kind: str, x: jax.Array, df: jax.Array, scale: jax.Array) -> jax.Array:
+    import numpyro.distributions as dist
+
     if kind == "halfnormal":
         d = dist.HalfNormal(scale)
     elif kind == "halfcauchy":
@@ -126,6 +124,12 @@ def _scale_logpdf(kind: str, x: jax.Array, df: jax.Array, scale: jax.Array) -> j
 
 def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
     """Map unconstrained θ to σ, per-level factors Λ and the root factor L₀."""
+    # NumPyro is imported only here, when a program is traced: a warm process loads every
+    # program from the cache and never needs it (a third of a second of imports).
+    import numpyro.distributions as dist
+    from numpyro.distributions.transforms import CorrCholeskyTransform
+
+    corr_chol = CorrCholeskyTransform()
     log_sigma = theta[0]
     sigma = jnp.exp(log_sigma)
     lp = (
@@ -156,8 +160,8 @@ def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
                 m = size * (size - 1) // 2
                 x = theta[pos : pos + m]
                 pos += m
-                R = _corr_chol(x)
-                lp += _corr_chol.log_abs_det_jacobian(x, R)
+                R = corr_chol(x)
+                lp += corr_chol.log_abs_det_jacobian(x, R)
                 lp += dist.LKJCholesky(size, args.lkj_eta[li][ci]).log_prob(R)
                 ci += 1
             else:

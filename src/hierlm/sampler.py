@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import ParamInfo
 
 from .compiled import Program, program
 from .density import DensityArgs, Layout, log_density
@@ -48,12 +46,23 @@ def _one_chain_fns(
     def potential_gen(args, mode, root_cov):
         return lambda u: -log_density(mode + root_cov @ u, args, layout)
 
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+    made: list = []
+
+    def kernels():
+        # One pair for both programs, made only when a program is traced: a warm process
+        # never imports NumPyro.
+        if not made:
+            from numpyro.infer.hmc import hmc
+
+            made.extend(hmc(potential_fn_gen=potential_gen, algo="NUTS"))
+        return made
 
     def init(z, pe, grad, key, model_args):
+        from numpyro.infer.util import ParamInfo
+
         # The potential and its gradient at the start come from the host: this program then
         # holds no copy of the density, and compiles in a fraction of the time.
-        return init_kernel(
+        return kernels()[0](
             ParamInfo(z, pe, grad),
             tune,
             target_accept_prob=target_accept,
@@ -63,6 +72,14 @@ def _one_chain_fns(
         )
 
     def run_chunk(state, model_args):
+        if not made:
+            # The sample kernel reads settings that the init kernel sets; when the init
+            # program came from the cache, trace it here for those settings alone.
+            jax.eval_shape(
+                init, state.z, state.potential_energy, state.z_grad, state.rng_key, model_args
+            )
+        sample_kernel = kernels()[1]
+
         def body(s, _):
             s = sample_kernel(s, model_args=model_args)
             stats = (s.z, s.diverging, s.num_steps, s.energy, s.potential_energy)
@@ -115,6 +132,7 @@ class NutsPrograms(NamedTuple):
     chains: int
     tune: int
     chunk_size: int
+    shared: jax.sharding.Sharding | None
 
 
 def compile_nuts(
@@ -158,7 +176,8 @@ def compile_nuts(
     quick = args.small
     init = program("nuts_init", init_fn, (*start, keys, shared), key, quick)
     run_chunk = program("nuts_chunk", chunk_fn, (init.out_shapes, shared), key, quick)
-    return NutsPrograms(init, run_chunk, chains, tune, chunk)
+    replicated = None if mesh is None else NamedSharding(mesh, P())
+    return NutsPrograms(init, run_chunk, chains, tune, chunk, replicated)
 
 
 def run_nuts(
@@ -188,7 +207,8 @@ def run_nuts(
     keys = rng.integers(0, 2**32, (chains, 2), dtype=np.uint32)
     values, grads = logp(mode + u0 @ C.T)
     pe, grad = -values, -(grads @ C)
-    model_args = (args, jax.device_put(mode), jax.device_put(C))
+    # Placed once where every chain's device sees them; otherwise each call copies them.
+    model_args = jax.device_put((args, mode, C), programs.shared)
     state = programs.init(u0, pe, grad, keys, model_args)
     total = tune + draws
     outs = []
