@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._numpyro import ensure_imported
 from .collapse import LevelFactor, TreeStats, log_marginal
 
 __all__ = ["DensityArgs", "Layout", "LevelLayout", "Unpacked", "log_density", "unpack"]
@@ -107,6 +108,7 @@ class Unpacked(NamedTuple):
 
 
 def _scale_logpdf(kind: str, x: jax.Array, df: jax.Array, scale: jax.Array) -> jax.Array:
+    ensure_imported()
     import numpyro.distributions as dist
 
     if kind == "halfnormal":
@@ -124,8 +126,7 @@ def _scale_logpdf(kind: str, x: jax.Array, df: jax.Array, scale: jax.Array) -> j
 
 def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
     """Map unconstrained θ to σ, per-level factors Λ and the root factor L₀."""
-    # NumPyro is imported only here, when a program is traced: a warm process loads every
-    # program from the cache and never needs it (a third of a second of imports).
+    ensure_imported()
     import numpyro.distributions as dist
     from numpyro.distributions.transforms import CorrCholeskyTransform
 

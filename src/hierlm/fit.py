@@ -148,7 +148,9 @@ class Fit:
             raise HierlmError(f"{path} exists; pass overwrite=True (--force) to replace it")
         with tempfile.TemporaryDirectory() as tmp:
             nc = Path(tmp) / "idata.nc"
-            self.idata.to_netcdf(str(nc))
+            # Uncompressed: draws barely compress (measured 2%) and compressing cost a
+            # tenth of a second per fit.
+            self.idata.to_netcdf(str(nc), compress=False)
             state = pickle.dumps({"design": self.design, "stats": self.stats, "info": self.info})
             meta = {
                 "format": "hierlm-fit",
@@ -162,7 +164,7 @@ class Fit:
             try:
                 with zipfile.ZipFile(tmp_out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                     zf.writestr("meta.json", json.dumps(meta))
-                    zf.write(nc, "idata.nc")
+                    zf.write(nc, "idata.nc", compress_type=zipfile.ZIP_STORED)
                     zf.writestr("state.pkl", state)
                 os.replace(tmp_out, path)
             except BaseException:

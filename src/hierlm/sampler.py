@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._numpyro import ensure_imported
 from .compiled import Program, program
 from .density import DensityArgs, Layout, log_density
 from .laplace import Laplace, LogDensity
@@ -52,12 +53,14 @@ def _one_chain_fns(
         # One pair for both programs, made only when a program is traced: a warm process
         # never imports NumPyro.
         if not made:
+            ensure_imported()
             from numpyro.infer.hmc import hmc
 
             made.extend(hmc(potential_fn_gen=potential_gen, algo="NUTS"))
         return made
 
     def init(z, pe, grad, key, model_args):
+        ensure_imported()
         from numpyro.infer.util import ParamInfo
 
         # The potential and its gradient at the start come from the host: this program then
