@@ -16,7 +16,7 @@ import numpy as np
 
 import hierlm as hl
 from hierlm.laplace import LogDensity, find_laplace
-from hierlm.sampler import compile_nuts, run_nuts
+from hierlm.sampler import collapsed_start, collapsed_target, compile_nuts, run_nuts
 
 
 def main() -> None:
@@ -31,13 +31,14 @@ def main() -> None:
     mode, C = lap.mode, lap.root_cov
     d = layout.size
 
-    programs = compile_nuts(layout, args, chains=4, tune=1000)
-    run_nuts(programs, args, lap, logp, draws=1000, seed=0)  # warm up
+    target = collapsed_target(layout, args, lap)
+    programs = compile_nuts(target, chains=4, tune=1000)
+    start = collapsed_start(lap, logp, 4, 0)
+    run_nuts(programs, target.data, start, draws=1000, seed=0)  # warm up
     t = time.perf_counter()
-    draws = run_nuts(programs, args, lap, logp, draws=1000, seed=1)
+    draws = run_nuts(programs, target.data, start, draws=1000, seed=1)
     numpyro_s = time.perf_counter() - t
-    z = (draws.theta - mode) @ np.linalg.pinv(C).T
-    numpyro_ess = float(np.min(az.ess(az.convert_to_dataset(z)).x.values))
+    numpyro_ess = float(np.min(az.ess(az.convert_to_dataset(draws.x)).x.values))
     numpyro_steps = float(draws.n_steps.mean())
 
     def make_logp():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from formulaic import Formula
 
@@ -131,7 +133,7 @@ def test_lognormal_with_log_response_is_double_log() -> None:
 
 
 def test_unknown_family_names_allowed_values() -> None:
-    exc = _error("y ~ x", r"unknown family 'poisson'.*'gaussian', 'lognormal'", family="poisson")
+    exc = _error("y ~ x", r"unknown family 'gamma'.*'gaussian', 'lognormal'", family="gamma")
     assert exc.span is None
 
 
@@ -525,3 +527,34 @@ def test_message_shows_the_formula_with_a_caret() -> None:
     lines = str(exc).splitlines()
     assert lines[-2] == f"    {formula}"
     assert lines[-1] == "    " + " " * 28 + "^^^^"
+
+
+def test_trials_and_offset_are_read() -> None:
+    spec = parse_formula("y | trials(n) ~ x + (1 | g)", family="binomial")
+    assert (spec.trials, spec.fixed, spec.offset) == ("n", "x", None)
+    spec = parse_formula("y ~ offset(log_days) + x + (1 | g)", family="poisson")
+    assert (spec.trials, spec.fixed, spec.offset) == (None, "x", "log_days")
+    assert not spec.collapsible and not spec.has_sigma and spec.link_scale
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "message", "token"),
+    [
+        (
+            "y ~ x + offset(e)",
+            "gaussian",
+            "offset() is supported for family='poisson'",
+            "offset(e)",
+        ),
+        ("y | trials(n) ~ x", "gaussian", "trials() is for family='binomial'", "y | trials(n)"),
+        ("y ~ x", "binomial", "needs the number of trials", "y"),
+        ("y | foo(n) ~ x", "binomial", "only trials(column) is supported", "foo(n)"),
+        ("y | trials(n, m) ~ x", "binomial", "takes one column name", "trials(n, m)"),
+        ("log(y) ~ x", "poisson", "log(...) on the left is for gaussian models", "log(y)"),
+        ("y ~ offset(a) + offset(b)", "poisson", "only one offset()", "offset(b)"),
+    ],
+)
+def test_family_formula_errors_point_at_the_token(formula, family, message, token) -> None:
+    exc = _error(formula, re.escape(message), family=family)
+    assert exc.span is not None
+    assert formula[exc.span[0] : exc.span[1]] == token

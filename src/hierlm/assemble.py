@@ -109,12 +109,15 @@ def _coef_priors(
             label = f"beta[{name}]"
         chosen = user if user is not None else default
         out.append(chosen)
-        said.append(
-            PriorStatement(
-                label, str(chosen), "user" if user is not None else "default: 2.5 × sd(y)/sd(x)"
-            )
-        )
+        source = _default_source(design.spec)
+        if j == enc.intercept and design.spec.link_scale:
+            source = "default: link of the mean response, sd 2.5"
+        said.append(PriorStatement(label, str(chosen), "user" if user is not None else source))
     return out, said
+
+
+def _default_source(spec) -> str:
+    return "default: 2.5/sd(x), link scale" if spec.link_scale else "default: 2.5 × sd(y)/sd(x)"
 
 
 def _has_slopes(design: Design) -> bool:
@@ -164,12 +167,15 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
 
     # Residual sd.
     sigma_prior: ScalePrior = priors.sigma or Exponential(1.0 / sc.y_scale)
-    said.append(
-        PriorStatement(
-            "sigma", str(sigma_prior), "user" if priors.sigma else "default: rate 1/sd(y)"
+    if spec.has_sigma:
+        said.append(
+            PriorStatement(
+                "sigma", str(sigma_prior), "user" if priors.sigma else "default: rate 1/sd(y)"
+            )
         )
-    )
     sigma_kind, s_df, s_scale = _scale_row(sigma_prior, 1.0 / sc.y_scale)
+    if spec.family == "student_t":
+        said.append(PriorStatement("nu", "Gamma(2, 0.1), nu > 1", "default (as brms)"))
 
     # Levels.
     pooling = spec.pooling
@@ -207,7 +213,7 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
                 PriorStatement(
                     f"sd_{lv.name}[{name}]",
                     str(prior),
-                    "user" if user_sd else "default: 2.5 × sd(y)/sd(x)",
+                    "user" if user_sd else _default_source(spec),
                 )
             )
             kind, d, s = _scale_row(prior, factor[j])
@@ -227,7 +233,7 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         etas.append(np.full(n_corr, lkj.eta))
         fixed.append(np.zeros((0, 0)))
 
-    layout = Layout(p, sigma_kind, tuple(layouts), t_coefs)
+    layout = Layout(p, sigma_kind, tuple(layouts), t_coefs, spec.has_sigma)
     sizes = design.tree.sizes
     padded = tuple(bucket(g) for g in sizes) if pad else sizes
     # Padded nodes point at the last parent, so the pointers stay sorted (they hold zero

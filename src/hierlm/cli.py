@@ -146,6 +146,10 @@ def main() -> None:
     process ends without the interpreter's teardown: with JAX, XLA and ArviZ loaded that
     teardown takes about a second, a fifth of a warm radon fit (measured).
     """
+    # This process only runs hierlm, which uses none of ArviZ's numba paths; with numba
+    # installed (PyMC users have it), ArviZ's import would compile numba kernels, half a
+    # second per command (measured). Blocking the import makes ArviZ use its NumPy paths.
+    sys.modules.setdefault("numba", None)  # type: ignore[arg-type]
     try:
         app()
         code: int | str | None = 0

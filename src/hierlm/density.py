@@ -1,6 +1,6 @@
 """The log density of the variance parameters θ, group coefficients integrated out.
 
-θ is one unconstrained vector: ``log σ``; per level ``log τ`` for each varying coefficient
+θ is one unconstrained vector: ``log σ`` (for families with a residual sd); per level ``log τ`` for each varying coefficient
 and the unconstrained coordinates of each correlated block's Cholesky factor; and ``log λ``
 for each population coefficient with a Student-t prior (a scale mixture of normals, so the
 coefficients stay Gaussian given θ and collapse exactly).
@@ -64,11 +64,12 @@ class Layout:
     sigma_kind: str
     levels: tuple[LevelLayout, ...]
     t_coefs: tuple[int, ...]
+    has_sigma: bool = True
 
     @property
     def size(self) -> int:
         """Dimension of θ."""
-        return 1 + sum(lv.n_free for lv in self.levels) + len(self.t_coefs)
+        return int(self.has_sigma) + sum(lv.n_free for lv in self.levels) + len(self.t_coefs)
 
 
 class DensityArgs(NamedTuple):
@@ -131,13 +132,18 @@ def unpack(theta: jax.Array, args: DensityArgs, layout: Layout) -> Unpacked:
     from numpyro.distributions.transforms import CorrCholeskyTransform
 
     corr_chol = CorrCholeskyTransform()
-    log_sigma = theta[0]
-    sigma = jnp.exp(log_sigma)
-    lp = (
-        _scale_logpdf(layout.sigma_kind, sigma, args.sigma_prior[0], args.sigma_prior[1])
-        + log_sigma
-    )
-    pos = 1
+    if layout.has_sigma:
+        log_sigma = theta[0]
+        sigma = jnp.exp(log_sigma)
+        lp = (
+            _scale_logpdf(layout.sigma_kind, sigma, args.sigma_prior[0], args.sigma_prior[1])
+            + log_sigma
+        )
+        pos = 1
+    else:  # link-scale families: no residual sd
+        sigma = jnp.ones((), theta.dtype)
+        lp = jnp.zeros((), theta.dtype)
+        pos = 0
     factors: list[LevelFactor] = []
     sds: list[jax.Array | None] = []
     chols: list[jax.Array | None] = []

@@ -17,6 +17,7 @@ from .assemble import PriorStatement
 from .design import Design
 from .diagnostics import Finding, diagnose
 from .errors import HierlmError
+from .parameterization import LevelChoice
 from .suffstats import SuffStats
 from .summary import posterior_table
 
@@ -45,6 +46,8 @@ class FitInfo:
     timings: dict[str, float] = field(default_factory=dict)
     mode_converged: bool = True
     mode_iterations: int = 0
+    engine: str = "collapsed"
+    parameterization: tuple[LevelChoice, ...] = ()
 
 
 @dataclass(frozen=True)

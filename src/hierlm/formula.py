@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from hierlm.errors import FormulaError
-from hierlm.spec import Block, Family, LevelSpec, ModelSpec, Pooling, Transform
+from hierlm.spec import FAMILIES, Block, Family, LevelSpec, ModelSpec, Pooling, Transform
 
 __all__ = ["parse_formula"]
 
-_FAMILIES: tuple[str, ...] = ("gaussian", "lognormal")
+_FAMILIES: tuple[str, ...] = FAMILIES
 _POOLINGS: tuple[str, ...] = ("partial", "none", "complete")
 
 _NAME = "name"
@@ -125,8 +125,11 @@ def parse_formula(formula: str, family: str = "gaussian", pooling: str = "partia
     formula
         The model formula, e.g. ``"log_radon ~ floor + (1 + floor | state/county)"``.
     family
-        ``"gaussian"`` or ``"lognormal"``. ``"lognormal"`` fits the log of the response,
-        so it cannot be combined with ``log(y)`` on the left-hand side.
+        One of ``gaussian``, ``lognormal``, ``student_t``, ``bernoulli``, ``binomial``,
+        ``poisson``. ``"lognormal"`` fits the log of the response, so it cannot be
+        combined with ``log(y)`` on the left-hand side. ``binomial`` needs its trials on
+        the left: ``y | trials(n) ~ ...``. An ``offset(col)`` term on the right adds a
+        column to the linear predictor with coefficient 1.
     pooling
         ``"partial"`` (the hierarchical model), ``"none"`` or ``"complete"``. It is passed
         through to the specification, which keeps its levels either way.
@@ -429,7 +432,28 @@ class _Parser:
                 tildes[1],
             )
         tilde = tildes[0]
-        response, log_lhs = self._parse_lhs(tilde)
+        response, log_lhs, trials = self._parse_lhs(tilde)
+        if log_lhs and family != "gaussian" and family != "lognormal":
+            raise self._error(
+                f"log(...) on the left is for gaussian models; family={family!r} models "
+                f"{response!r} on its own scale through its link",
+                0,
+                tilde - 1,
+            )
+        if family == "binomial" and trials is None:
+            raise self._error(
+                "family='binomial' needs the number of trials of each row: write "
+                f"'{response} | trials(n) ~ ...' with n the column of trials",
+                0,
+                tilde - 1,
+            )
+        if trials is not None and family != "binomial":
+            raise self._error(
+                f"trials() is for family='binomial', not {family!r}; pass family='binomial' "
+                "or remove '| trials(...)'",
+                0,
+                tilde - 1,
+            )
         if log_lhs and family == "lognormal":
             raise self._error(
                 "log(...) on the left with family='lognormal' would take the log twice; "
@@ -438,7 +462,7 @@ class _Parser:
                 0,
                 tilde - 1,
             )
-        fixed, levels = self._parse_rhs(tilde)
+        fixed, levels, offset = self._parse_rhs(tilde, family)
         transform: Transform = "log" if log_lhs or family == "lognormal" else "identity"
         return ModelSpec(
             formula=self.formula,
@@ -448,10 +472,13 @@ class _Parser:
             levels=levels,
             family=family,
             pooling=pooling,
+            trials=trials,
+            offset=offset,
         )
 
-    def _parse_lhs(self, tilde: int) -> tuple[str, bool]:
-        """Parse tokens before ``~``: return the response and whether it is logged."""
+    def _parse_lhs(self, tilde: int) -> tuple[str, bool, str | None]:
+        """Parse tokens before ``~``: the response, whether it is logged, and the trials
+        column of ``y | trials(n)``."""
         tokens = self.tokens
         if tilde == 0:
             raise self._error(
@@ -489,6 +516,10 @@ class _Parser:
                 "write e.g. 'y ~ x' (quote unusual names in backticks: `my y` ~ x)",
                 0,
             )
+        trials = None
+        if end < tilde and tokens[end].is_op("|"):
+            trials = self._parse_addition(end + 1, tilde)
+            end = tilde
         if end < tilde:
             raise self._error(
                 "the left of '~' must be a single column (or log(column)); move the other "
@@ -496,10 +527,43 @@ class _Parser:
                 end,
                 tilde - 1,
             )
-        return response, logged
+        return response, logged, trials
 
-    def _parse_rhs(self, tilde: int) -> tuple[str, tuple[LevelSpec, ...]]:
-        """Parse tokens after ``~``: return the fixed formula and the levels."""
+    def _column_call(self, lo: int, hi: int, names: tuple[str, ...]) -> tuple[str, str] | None:
+        """If tokens ``lo`` to ``hi`` are ``f(column)`` with ``f`` in ``names``, return
+        ``(f, column)``; None when they are not a call of one of those functions."""
+        tokens = self.tokens
+        first = tokens[lo]
+        if first.kind != _NAME or first.text not in names:
+            return None
+        if hi - lo < 2 or not tokens[lo + 1].is_op("(") or self.match.get(lo + 1) != hi - 1:
+            return None
+        if hi - lo != 4 or tokens[lo + 2].kind not in (_NAME, _QUOTED):
+            raise self._error(
+                f"{first.text}() takes one column name, e.g. {first.text}(n)", lo, hi - 1
+            )
+        return first.text, tokens[lo + 2].name
+
+    def _parse_addition(self, lo: int, tilde: int) -> str:
+        """The ``trials(n)`` after ``y |`` on the left of ``~``."""
+        if lo == tilde:
+            raise self._error(
+                "nothing after '|' on the left of '~'; write e.g. 'y | trials(n) ~ x'", lo - 1
+            )
+        call = self._column_call(lo, tilde, ("trials",))
+        if call is None:
+            raise self._error(
+                "after '|' on the left of '~' only trials(column) is supported, "
+                "e.g. 'y | trials(n) ~ x'",
+                lo,
+                tilde - 1,
+            )
+        return call[1]
+
+    def _parse_rhs(
+        self, tilde: int, family: Family
+    ) -> tuple[str, tuple[LevelSpec, ...], str | None]:
+        """Parse tokens after ``~``: the fixed formula, the levels and the offset column."""
         lo, hi = tilde + 1, len(self.tokens)
         if lo == hi:
             raise self._error(
@@ -509,7 +573,12 @@ class _Parser:
             )
         fixed_parts: list[str] = []
         bars: list[_Bar] = []
+        offset: str | None = None
         for term in self._split(lo, hi, 0):
+            call = self._column_call(term.lo, term.hi, ("offset",))
+            if call is not None:
+                offset = self._offset(term, call[1], offset, family)
+                continue
             group = self._find_group(term.lo, term.hi)
             if group is None:
                 self._check_fixed_term(term)
@@ -527,8 +596,30 @@ class _Parser:
                     term.sign_index,
                 )
             bars.append(self._parse_bar(open_index, bar_index))
+        if fixed_parts and fixed_parts[0].startswith("+ "):
+            fixed_parts[0] = fixed_parts[0][2:]
         fixed = " ".join(fixed_parts) if fixed_parts else "1"
-        return fixed, self._levels(bars)
+        return fixed, self._levels(bars), offset
+
+    def _offset(self, term: _Term, column: str, seen: str | None, family: Family) -> str:
+        if term.sign == "-":
+            raise self._error(
+                "an offset cannot be removed with '-'; write + offset(col)", term.lo, term.hi - 1
+            )
+        if seen is not None:
+            raise self._error(
+                "only one offset() is supported; add the columns in the data and use one",
+                term.lo,
+                term.hi - 1,
+            )
+        if family != "poisson":
+            raise self._error(
+                f"offset() is supported for family='poisson' (e.g. log exposure), not {family!r}; "
+                "for a gaussian model subtract the column from the response instead",
+                term.lo,
+                term.hi - 1,
+            )
+        return column
 
     def _check_fixed_term(self, term: _Term) -> None:
         """Reject bars and commas in a fixed-effect term."""

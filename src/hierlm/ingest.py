@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .design import Design, FixedEncoding, build_encoding, level_coefs
+from .design import Design, FixedEncoding, Scaling, build_encoding, level_coefs
 from .errors import DataError
 from .group_tree import build_group_tree
 from .spec import ModelSpec
 from .suffstats import RawStats, SuffStats, accumulate, scaling_from, standardize
-from .table import NaPolicy, prepare_table
+from .table import NaPolicy, check_family, prepare_table
 
-__all__ = ["Ingested", "ingest"]
+__all__ = ["Ingested", "Rows", "ingest"]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Row-level data for the full-latent engine, on the model's scale.
+
+    Attributes
+    ----------
+    x
+        The design, columns divided by their sds (n, p).
+    y
+        The response: standardised for families with a residual sd, as observed otherwise.
+    leaf
+        Each row's leaf node.
+    trials
+        Binomial trials (ones for other families).
+    offset
+        Added to the linear predictor (zeros without an offset).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    leaf: np.ndarray
+    trials: np.ndarray
+    offset: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class Ingested:
     n_dropped: int
     dropped_by_column: dict[str, int]
     sum_log_response: float
+    rows: Rows | None = None
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
@@ -38,7 +64,9 @@ def _needed_columns(spec: ModelSpec) -> list[str]:
     variables: set[str] = set()
     for rhs in (spec.fixed, *spec.varying_terms):
         variables |= set(Formula(rhs).required_variables)
-    return [spec.response, *sorted(variables - {spec.response}), *spec.group_columns]
+    extra = [c for c in (spec.trials, spec.offset) if c is not None]
+    predictors = sorted(variables - {spec.response} - set(extra))
+    return [spec.response, *predictors, *extra, *spec.group_columns]
 
 
 def _categorical(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -64,6 +92,7 @@ def ingest(
     na: NaPolicy = "drop",
     chunk_rows: int = 250_000,
     on_rows: Callable[[int], None] | None = None,
+    keep_rows: bool = False,
 ) -> Ingested:
     """Validate the table, build the design and accumulate the statistics.
 
@@ -79,10 +108,14 @@ def ingest(
         Rows encoded at a time.
     on_rows
         Called with the number of rows done after each chunk.
+    keep_rows
+        Also keep the rows themselves (:class:`Rows`), which the full-latent engine needs.
     """
     columns = _needed_columns(spec)
     table = prepare_table(data, columns, spec.response, spec.transform == "log", na)
-    frame = _categorical(table.frame, [c for c in columns[1:] if c not in spec.group_columns])
+    check_family(table.frame, spec.family, spec.response, spec.trials, spec.offset)
+    extra = {spec.trials, spec.offset, *spec.group_columns}
+    frame = _categorical(table.frame, [c for c in columns[1:] if c not in extra])
     tree, leaf = build_group_tree(spec, frame)
     encoding = build_encoding(spec, frame.iloc[:chunk_rows])
     y_all = frame[spec.response].to_numpy(dtype=np.float64)
@@ -90,18 +123,35 @@ def ingest(
         y_all = np.log(y_all)
     n_leaves = tree.sizes[-1] if tree.sizes else 1
 
+    kept: list[np.ndarray] = []
+
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for start in range(0, len(frame), chunk_rows):
             stop = start + chunk_rows
-            yield encoding.encode(frame.iloc[start:stop]), y_all[start:stop], leaf[start:stop]
+            x = encoding.encode(frame.iloc[start:stop])
+            if keep_rows:
+                kept.append(x)
+            yield x, y_all[start:stop], leaf[start:stop]
 
     raw = accumulate(chunks(), n_leaves, on_rows)
     scaling = scaling_from(raw, center_y=_population_intercept(encoding))
-    if scaling.y_scale <= 0:
+    if spec.link_scale:
+        scaling = _link_scaling(spec, frame, scaling)
+    elif scaling.y_scale <= 0:
         raise DataError(
             f"response {spec.response!r} is constant ({y_all[0]!r}); there is nothing to model"
         )
     design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling)
+    rows = None
+    if keep_rows:
+        n = len(frame)
+        rows = Rows(
+            x=np.concatenate(kept) / scaling.x_scale if kept else np.zeros((0, encoding.p)),
+            y=(y_all - scaling.y_shift) / scaling.y_scale,
+            leaf=leaf.astype(np.int32),
+            trials=frame[spec.trials].to_numpy(np.float64) if spec.trials else np.ones(n),
+            offset=frame[spec.offset].to_numpy(np.float64) if spec.offset else np.zeros(n),
+        )
     return Ingested(
         design=design,
         stats=standardize(raw, scaling),
@@ -110,7 +160,26 @@ def ingest(
         n_dropped=table.n_dropped,
         dropped_by_column=table.dropped_by_column,
         sum_log_response=float(y_all.sum()) if spec.transform == "log" else 0.0,
+        rows=rows,
     )
+
+
+def _link_scaling(spec: ModelSpec, frame: pd.DataFrame, scaling: Scaling) -> Scaling:
+    """Link-scale families keep y as observed; ``y_mean`` becomes the link of the mean
+    response, the centre of the default intercept prior (clipped away from 0 and 1)."""
+    y = frame[spec.response].to_numpy(np.float64)
+    if spec.family == "poisson":
+        rate = y.sum()
+        if spec.offset is not None:
+            rate = rate / np.exp(frame[spec.offset].to_numpy(np.float64)).sum()
+        else:
+            rate = rate / len(y)
+        centre = float(np.log(max(rate, 0.5 / len(y))))
+    else:
+        n = frame[spec.trials].to_numpy(np.float64) if spec.trials else np.ones(len(y))
+        share = float(np.clip(y.sum() / n.sum(), 0.5 / n.sum(), 1 - 0.5 / n.sum()))
+        centre = float(np.log(share / (1 - share)))
+    return replace(scaling, y_mean=centre, y_shift=0.0, y_scale=1.0)
 
 
 def _population_intercept(encoding: FixedEncoding) -> bool:

@@ -43,6 +43,13 @@ class Model:
         ``"partial"`` (default), ``"none"`` or ``"complete"``.
     na
         ``"drop"`` rows with missing values (counted in the summary) or ``"error"``.
+    engine
+        ``"auto"`` (default): the exact collapsed engine wherever it applies (Gaussian and
+        lognormal families), the full-latent engine otherwise. ``"collapsed"`` or
+        ``"full"`` force one; ``"full"`` samples every group coefficient, for comparison.
+    parameterization
+        For the full-latent engine: ``"auto"`` (default; chosen per level from the data),
+        ``"centered"`` or ``"noncentered"``, or a dict from level name to one of these.
 
     Examples
     --------
@@ -60,15 +67,26 @@ class Model:
         priors: Priors | None = None,
         pooling: str = "partial",
         na: NaPolicy = "drop",
+        engine: str = "auto",
+        parameterization: str | dict[str, str] = "auto",
     ):
         if na not in ("drop", "error"):
             raise HierlmError(f"na must be 'drop' or 'error', got {na!r}")
+        if engine not in ("auto", "collapsed", "full"):
+            raise HierlmError(f"engine must be 'auto', 'collapsed' or 'full', got {engine!r}")
         if priors is not None and not isinstance(priors, Priors):
             raise HierlmError(f"priors must be a hierlm.Priors, got {type(priors).__name__}")
         _jax.configure()
         self.spec: ModelSpec = parse_formula(formula, family=family, pooling=pooling)
+        if engine == "collapsed" and not self.spec.collapsible:
+            raise HierlmError(
+                f"the collapsed engine needs a gaussian or lognormal family, not "
+                f"{self.spec.family!r}; use engine='auto' or 'full'"
+            )
+        self.engine = "collapsed" if engine != "full" and self.spec.collapsible else "full"
+        self.parameterization = parameterization
         self.priors = priors or Priors()
-        self.data: Ingested = ingest(self.spec, data, na=na)
+        self.data: Ingested = ingest(self.spec, data, na=na, keep_rows=self.engine == "full")
         self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
 
     @property
@@ -113,12 +131,35 @@ class Model:
                 raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 < target_accept < 1:
             raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
+        settings = {
+            "chains": chains,
+            "draws": draws,
+            "tune": tune,
+            "seed": seed,
+            "target_accept": target_accept,
+            "max_tree_depth": max_tree_depth,
+        }
+        callback, close = _progress(progress)
+        try:
+            if self.engine == "full":
+                return self._fit_latent(settings, callback)
+            return self._fit_collapsed(settings, callback)
+        finally:
+            close()
+
+    def _fit_collapsed(self, settings: dict[str, Any], callback: Progress | None) -> Fit:
         from .laplace import LogDensity, find_laplace
         from .posterior import build_idata, compile_draws, draw_coefficients
-        from .sampler import compile_nuts, run_nuts
+        from .sampler import (
+            collapsed_start,
+            collapsed_target,
+            compile_nuts,
+            run_nuts,
+            theta_draws,
+        )
 
         problem = self.problem
-        callback, close = _progress(progress)
+        chains, draws, seed = settings["chains"], settings["draws"], settings["seed"]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         # The sampler's and the downward pass's programs need only shapes: one thread
@@ -129,12 +170,11 @@ class Model:
         try:
             nuts_future = pool.submit(
                 compile_nuts,
-                problem.layout,
-                problem.args,
+                collapsed_target(problem.layout, problem.args, None),
                 chains=chains,
-                tune=tune,
-                target_accept=target_accept,
-                max_tree_depth=max_tree_depth,
+                tune=settings["tune"],
+                target_accept=settings["target_accept"],
+                max_tree_depth=settings["max_tree_depth"],
             )
             draws_program = pool.submit(compile_draws, problem, chains * draws)
             logp = LogDensity(problem.layout, problem.args)
@@ -148,42 +188,79 @@ class Model:
             nuts_programs = nuts_future.result()
             timings["nuts_compile"] = time.perf_counter() - t1
             t1 = time.perf_counter()
+            target = collapsed_target(problem.layout, problem.args, laplace)
             nuts = run_nuts(
                 nuts_programs,
-                problem.args,
-                laplace,
-                logp,
+                target.data,
+                collapsed_start(laplace, logp, chains, seed),
                 draws=draws,
                 seed=seed,
                 progress=callback,
             )
             timings["nuts"] = time.perf_counter() - t1
             t2 = time.perf_counter()
-            coefs = draw_coefficients(
-                problem, nuts.theta, seed=seed + 1, run=draws_program.result()
-            )
+            theta = theta_draws(nuts, laplace)
+            coefs = draw_coefficients(problem, theta, seed=seed + 1, run=draws_program.result())
         finally:
-            close()
             pool.shutdown(wait=False, cancel_futures=True)
         d = self.data
         idata = build_idata(d.design, problem, nuts, coefs, d.n_rows, d.sum_log_response)
         timings["draws"] = time.perf_counter() - t2
-        info = FitInfo(
-            chains=chains,
-            draws=draws,
-            tune=tune,
-            seed=seed,
-            target_accept=target_accept,
-            max_tree_depth=max_tree_depth,
-            n_rows=d.n_rows,
-            n_dropped=d.n_dropped,
-            dropped_by_column=d.dropped_by_column,
-            priors=problem.priors,
-            timings=timings,
+        info = self._info(
+            settings,
+            timings,
             mode_converged=laplace.converged,
             mode_iterations=laplace.iterations,
         )
         return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+    def _fit_latent(self, settings: dict[str, Any], callback: Progress | None) -> Fit:
+        import numpy as np
+
+        from .latent_fit import latent_problem, sample_latent
+        from .posterior import build_idata
+
+        problem = self.problem
+        timings: dict[str, float] = {}
+        extra: dict[str, Any] = {}
+        pilot = None
+        if self.spec.collapsible:
+            # The collapsed mode of θ: a pilot for the parameterisation and a start.
+            from .laplace import find_laplace
+
+            t0 = time.perf_counter()
+            laplace = find_laplace(problem.layout, problem.args)
+            pilot = laplace.mode
+            extra = {"mode_converged": laplace.converged, "mode_iterations": laplace.iterations}
+            timings["laplace"] = time.perf_counter() - t0
+        _import_in_background("arviz")
+        lat, data, choices = latent_problem(self.data, problem, self.parameterization, pilot)
+        theta0 = pilot if pilot is not None else np.zeros(problem.layout.size)
+        run = sample_latent(
+            lat,
+            data,
+            choices,
+            theta0,
+            progress=callback,
+            timings=timings,
+            **settings,
+        )
+        d = self.data
+        idata = build_idata(d.design, problem, run.nuts, run.coefs, d.n_rows, d.sum_log_response)
+        info = self._info(settings, timings, engine="full", parameterization=choices, **extra)
+        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+    def _info(self, settings: dict[str, Any], timings: dict[str, float], **more: Any) -> FitInfo:
+        d = self.data
+        return FitInfo(
+            **settings,
+            n_rows=d.n_rows,
+            n_dropped=d.n_dropped,
+            dropped_by_column=d.dropped_by_column,
+            priors=self.problem.priors,
+            timings=timings,
+            **more,
+        )
 
 
 def _import_in_background(module: str) -> None:

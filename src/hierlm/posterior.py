@@ -107,7 +107,7 @@ def build_idata(
     sum_log_response: float,
 ) -> az.InferenceData:
     """Assemble the posterior on the original scale, with sampler statistics."""
-    chains, draws = nuts.theta.shape[:2]
+    chains, draws = nuts.x.shape[:2]
 
     def shaped(a: np.ndarray) -> np.ndarray:
         return np.asarray(a).reshape(chains, draws, *np.shape(a)[1:])
@@ -115,10 +115,11 @@ def build_idata(
     sc = design.scaling
     factor = sc.coef_factor()
     names = list(design.coef_names)
-    posterior: dict[str, np.ndarray] = {
-        "beta": shaped(design.to_original(coefs["root"])),
-        "sigma": shaped(coefs["sigma"] * sc.y_scale),
-    }
+    posterior: dict[str, np.ndarray] = {"beta": shaped(design.to_original(coefs["root"]))}
+    if design.spec.has_sigma:
+        posterior["sigma"] = shaped(coefs["sigma"] * sc.y_scale)
+    if design.spec.family == "student_t":
+        posterior["nu"] = shaped(coefs["nu"])
     coords: dict[str, Any] = {"coef": names}
     dims: dict[str, list[str]] = {"beta": ["coef"]}
     for li, (lv, lay) in enumerate(zip(design.levels, problem.layout.levels, strict=True)):
@@ -136,7 +137,6 @@ def build_idata(
         posterior[f"beta_{name}"] = shaped(design.to_original(coefs["levels"][li]))
         coords[name] = list(design.tree.labels[li])
         dims[f"beta_{name}"] = [name, "coef"]
-    log_lik = coefs["log_ml"] - n_rows * math.log(sc.y_scale) - sum_log_response
     sample_stats = {
         "diverging": nuts.diverging,
         "tree_depth": nuts.tree_depth,
@@ -144,8 +144,10 @@ def build_idata(
         "energy": nuts.energy,
         "lp": nuts.lp,
         "step_size": nuts.step_size,
-        "log_marginal_likelihood": shaped(log_lik),
     }
+    if "log_ml" in coefs:  # the collapsed engine's exact log p(y | θ), original scale
+        log_lik = coefs["log_ml"] - n_rows * math.log(sc.y_scale) - sum_log_response
+        sample_stats["log_marginal_likelihood"] = shaped(log_lik)
     import arviz as az
 
     with quiet():

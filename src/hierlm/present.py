@@ -30,7 +30,10 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
     family = spec.family + (
         " (log scale)" if spec.transform == "log" and spec.family == "gaussian" else ""
     )
-    console.print(f"family: {family}   pooling: {spec.pooling}   rows: {info.n_rows:,}")
+    engine = "collapsed (exact)" if info.engine == "collapsed" else "full latent"
+    console.print(
+        f"family: {family}   pooling: {spec.pooling}   rows: {info.n_rows:,}   engine: {engine}"
+    )
     if d.tree.level_names:
         levels = ", ".join(
             f"{n}: {g:,}" for n, g in zip(d.tree.level_names, d.tree.sizes, strict=True)
@@ -42,6 +45,8 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
     if info.timings:
         sampling += f"   time: {sum(info.timings.values()):.1f} s"
     console.print(sampling)
+    for choice in info.parameterization:
+        console.print(f"parameterization: {escape(str(choice))}")
     for note in fit.notes():
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
 

@@ -1,4 +1,9 @@
-"""NUTS over θ, preconditioned by a Laplace approximation; on CPU, chains in parallel.
+"""NUTS over a log density given as a pure JAX function; on CPU, chains in parallel.
+
+A :class:`Target` is the function ``log p(x, data)`` of a flat unconstrained vector, the
+arrays it reads and a static key naming it. The collapsed engine's target is θ
+preconditioned by its Laplace approximation (:func:`collapsed_target`); the full-latent
+engine's is the joint density of θ and every group coefficient.
 
 With many rows the posterior of θ is very narrow in some directions (the sd of log σ shrinks
 like 1/sqrt(2N)), below what NUTS's mass-matrix adaptation can represent, and the step size
@@ -8,8 +13,8 @@ the mode, keeps the geometry near the identity at every data size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,17 +25,69 @@ from jax.sharding import PartitionSpec as P
 from ._numpyro import ensure_imported
 from .compiled import Program, program
 from .density import DensityArgs, Layout, log_density
-from .laplace import Laplace, LogDensity
+from .laplace import Laplace
 
-__all__ = ["NutsDraws", "NutsPrograms", "compile_nuts", "run_nuts"]
+__all__ = [
+    "NutsDraws",
+    "NutsPrograms",
+    "Target",
+    "collapsed_start",
+    "collapsed_target",
+    "compile_nuts",
+    "run_nuts",
+    "theta_draws",
+]
 
 Progress = Callable[[int, int, str], None]
 
 
-class NutsDraws(NamedTuple):
-    """Draws of θ and per-draw sampler statistics, shapes (chains, draws, ...)."""
+class Target(NamedTuple):
+    """A log density for NUTS.
 
-    theta: np.ndarray
+    Attributes
+    ----------
+    name
+        Program name prefix (``nuts`` for the collapsed engine).
+    key
+        Everything static ``log_density`` closes over; its ``repr`` must identify it.
+    log_density
+        ``log p(x, data)`` for a flat vector ``x`` of length ``dim``, pure JAX.
+    data
+        The arrays it reads (a pytree), shared by every chain.
+    dim
+        Length of ``x``.
+    small
+        Prefer quick compilation (see :func:`hierlm.compiled.program`).
+    """
+
+    name: str
+    key: Hashable
+    log_density: Callable[[jax.Array, Any], jax.Array]
+    data: Any
+    dim: int
+    small: bool
+
+
+def collapsed_target(layout: Layout, args: DensityArgs, laplace: Laplace | None) -> Target:
+    """θ through its preconditioner: ``x = u`` with ``θ = mode + C u`` (``data`` holds the
+    density's arrays, the mode and C; ``laplace`` may be None when only shapes matter)."""
+
+    def logp(u, data):
+        args, mode, root_cov = data
+        return log_density(mode + root_cov @ u, args, layout)
+
+    d = layout.size
+    if laplace is None:
+        mode, root_cov = np.zeros(d), np.eye(d)
+    else:
+        mode, root_cov = np.asarray(laplace.mode), np.asarray(laplace.root_cov)
+    return Target("nuts", layout, logp, (args, mode, root_cov), d, args.small)
+
+
+class NutsDraws(NamedTuple):
+    """Draws of ``x`` and per-draw sampler statistics, shapes (chains, draws, ...)."""
+
+    x: np.ndarray
     diverging: np.ndarray
     n_steps: np.ndarray
     tree_depth: np.ndarray
@@ -40,12 +97,12 @@ class NutsDraws(NamedTuple):
 
 
 def _one_chain_fns(
-    layout: Layout, tune: int, target_accept: float, max_tree_depth: int, chunk: int
+    log_p: Callable, tune: int, target_accept: float, max_tree_depth: int, chunk: int
 ):
     """Initialise one chain, and run one chain for ``chunk`` iterations."""
 
-    def potential_gen(args, mode, root_cov):
-        return lambda u: -log_density(mode + root_cov @ u, args, layout)
+    def potential_gen(data):
+        return lambda x: -log_p(x, data)
 
     made: list = []
 
@@ -59,7 +116,7 @@ def _one_chain_fns(
             made.extend(hmc(potential_fn_gen=potential_gen, algo="NUTS"))
         return made
 
-    def init(z, pe, grad, key, model_args):
+    def init(z, pe, grad, key, data):
         ensure_imported()
         from numpyro.infer.util import ParamInfo
 
@@ -70,21 +127,19 @@ def _one_chain_fns(
             tune,
             target_accept_prob=target_accept,
             max_tree_depth=max_tree_depth,
-            model_args=model_args,
+            model_args=(data,),
             rng_key=key,
         )
 
-    def run_chunk(state, model_args):
+    def run_chunk(state, data):
         if not made:
             # The sample kernel reads settings that the init kernel sets; when the init
             # program came from the cache, trace it here for those settings alone.
-            jax.eval_shape(
-                init, state.z, state.potential_energy, state.z_grad, state.rng_key, model_args
-            )
+            jax.eval_shape(init, state.z, state.potential_energy, state.z_grad, state.rng_key, data)
         sample_kernel = kernels()[1]
 
         def body(s, _):
-            s = sample_kernel(s, model_args=model_args)
+            s = sample_kernel(s, model_args=(data,))
             stats = (s.z, s.diverging, s.num_steps, s.energy, s.potential_energy)
             return s, (*stats, s.adapt_state.step_size)
 
@@ -139,8 +194,7 @@ class NutsPrograms(NamedTuple):
 
 
 def compile_nuts(
-    layout: Layout,
-    args: DensityArgs,
+    target: Target,
     *,
     chains: int,
     tune: int,
@@ -148,14 +202,14 @@ def compile_nuts(
     max_tree_depth: int = 10,
     chunk: int = 100,
 ) -> NutsPrograms:
-    """Compile (or load) the sampler's programs; they need only shapes.
+    """Compile (or load) the sampler's programs; they need only the target's shapes.
 
     On CPU the chains are spread over the host devices, one program per device running
     its chains, so chains run in parallel and each takes its own tree depth (vectorised
     chains all wait for the deepest).
     """
     settings = (tune, target_accept, max_tree_depth, chunk)
-    init_one, chunk_one = _one_chain_fns(layout, *settings)
+    init_one, chunk_one = _one_chain_fns(target.log_density, *settings)
     n_dev = _chain_devices(chains)
     per = chains // n_dev
     mesh = Mesh(np.array(jax.devices()[:n_dev]), ("chain",)) if n_dev > 1 else None
@@ -166,60 +220,62 @@ def compile_nuts(
         sharding = None if mesh is None else NamedSharding(mesh, P() if shared else P("chain"))
         return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
-    d = layout.size
+    d = target.dim
     f64 = jnp.float64
     start = (spec((chains, d), f64), spec((chains,), f64), spec((chains, d), f64))
     keys = spec((chains, 2), jnp.uint32)
-    shared = (
-        jax.tree.map(lambda a: spec(a.shape, a.dtype, True), args),
-        spec((d,), f64, True),
-        spec((d, d), f64, True),
-    )
-    key = (layout, *settings, n_dev)
-    quick = args.small
-    init = program("nuts_init", init_fn, (*start, keys, shared), key, quick)
-    run_chunk = program("nuts_chunk", chunk_fn, (init.out_shapes, shared), key, quick)
+    shared = jax.tree.map(lambda a: spec(np.shape(a), jnp.result_type(a), True), target.data)
+    key = (target.key, *settings, n_dev)
+    quick = target.small
+    init = program(f"{target.name}_init", init_fn, (*start, keys, shared), key, quick)
+    run_chunk = program(f"{target.name}_chunk", chunk_fn, (init.out_shapes, shared), key, quick)
     replicated = None if mesh is None else NamedSharding(mesh, P())
     return NutsPrograms(init, run_chunk, chains, tune, chunk, replicated)
 
 
 def run_nuts(
     programs: NutsPrograms,
-    args: DensityArgs,
-    laplace: Laplace,
-    logp: LogDensity,
+    data: Any,
+    start: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     draws: int,
     seed: int,
     progress: Progress | None = None,
 ) -> NutsDraws:
-    """Run the chains over ``u`` (see :func:`compile_nuts` for how they share devices);
-    return θ draws.
+    """Run the chains (see :func:`compile_nuts` for how they share devices).
 
     The iterations run in compiled chunks so a progress bar can update between them;
-    warm-up and sampling share one compiled program. ``logp`` is the density's value and
-    gradient program (:class:`hierlm.laplace.LogDensity`), used at the starting points.
+    warm-up and sampling share one compiled program.
+
+    Parameters
+    ----------
+    programs
+        From :func:`compile_nuts`.
+    data
+        The target's arrays (values for the shapes the programs were built for).
+    start
+        Per chain: the starting point (chains, d), its log density (chains,) and the
+        gradient there (chains, d).
+    draws, seed
+        Kept draws per chain; the seed of the chains' random streams.
+    progress
+        Called as ``(done, total, phase)`` after each chunk.
     """
     chains, tune, chunk = programs.chains, programs.tune, programs.chunk_size
-    mode = np.asarray(laplace.mode)
-    C = np.asarray(laplace.root_cov)
-    # Starting points and per-chain keys from NumPy: JAX's eager random ops would compile
-    # small programs in every new process (half a second, measured).
-    rng = np.random.default_rng(seed)
-    u0 = rng.standard_normal((chains, mode.shape[0]))
-    keys = rng.integers(0, 2**32, (chains, 2), dtype=np.uint32)
-    values, grads = logp(mode + u0 @ C.T)
-    pe, grad = -values, -(grads @ C)
+    x0, logp0, grad0 = start
+    # Per-chain keys from NumPy: JAX's eager random ops would compile small programs in
+    # every new process (half a second, measured).
+    keys = np.random.default_rng(seed).integers(0, 2**32, (chains, 2), dtype=np.uint32)
     # Placed once where every chain's device sees them; otherwise each call copies them.
-    model_args = jax.device_put((args, mode, C), programs.shared)
-    state = programs.init(u0, pe, grad, keys, model_args)
+    data = jax.device_put(data, programs.shared)
+    state = programs.init(x0, -logp0, -grad0, keys, data)
     total = tune + draws
     outs = []
     done = 0
     if progress is not None:
         progress(0, total, "warmup")
     while done < total:
-        state, out = programs.chunk(state, model_args)
+        state, out = programs.chunk(state, data)
         outs.append(jax.device_get(out))
         done = min(done + chunk, total)
         if progress is not None:
@@ -227,8 +283,26 @@ def run_nuts(
     z, div, n_steps, energy, pe_draws, eps = (
         np.concatenate(parts, axis=1)[:, tune:total] for parts in zip(*outs, strict=True)
     )
-    theta = mode + z @ C.T
     depth = np.ceil(np.log2(n_steps + 1.0)).astype(np.int64)
-    return NutsDraws(
-        theta, div.astype(bool), n_steps.astype(np.int64), depth, energy, -pe_draws, eps
-    )
+    return NutsDraws(z, div.astype(bool), n_steps.astype(np.int64), depth, energy, -pe_draws, eps)
+
+
+def collapsed_start(
+    laplace: Laplace,
+    logp: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    chains: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Starting points of the collapsed target: ``u ~ N(0, I)``, i.e. θ drawn from the
+    Laplace approximation, with the log density and gradient from ``logp`` (of θ)."""
+    mode = np.asarray(laplace.mode)
+    C = np.asarray(laplace.root_cov)
+    # A stream apart from the chains' own (run_nuts seeds those with ``seed``).
+    u0 = np.random.default_rng([seed, 1]).standard_normal((chains, mode.shape[0]))
+    values, grads = logp(mode + u0 @ C.T)
+    return u0, values, grads @ C
+
+
+def theta_draws(draws: NutsDraws, laplace: Laplace) -> np.ndarray:
+    """θ from the collapsed target's draws of ``u``."""
+    return np.asarray(laplace.mode) + draws.x @ np.asarray(laplace.root_cov).T

@@ -10,9 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Block", "Family", "LevelSpec", "ModelSpec", "Pooling", "Transform"]
+__all__ = [
+    "COLLAPSIBLE_FAMILIES",
+    "FAMILIES",
+    "Block",
+    "Family",
+    "LevelSpec",
+    "ModelSpec",
+    "Pooling",
+    "Transform",
+]
 
-Family = Literal["gaussian", "lognormal"]
+Family = Literal["gaussian", "lognormal", "student_t", "bernoulli", "binomial", "poisson"]
+FAMILIES: tuple[str, ...] = (
+    "gaussian",
+    "lognormal",
+    "student_t",
+    "bernoulli",
+    "binomial",
+    "poisson",
+)
+# Families whose group coefficients integrate out exactly (Gaussian given θ).
+COLLAPSIBLE_FAMILIES: tuple[str, ...] = ("gaussian", "lognormal")
 Pooling = Literal["partial", "none", "complete"]
 Transform = Literal["identity", "log"]
 
@@ -75,9 +94,15 @@ class ModelSpec:
     levels
         The nesting chain, top level first.
     family
-        ``"gaussian"`` or ``"lognormal"``.
+        One of :data:`FAMILIES`: ``gaussian``, ``lognormal`` (identity link on the log
+        scale), ``student_t`` (ν estimated), ``bernoulli`` and ``binomial`` (logit link),
+        ``poisson`` (log link).
     pooling
         ``"partial"`` (default), ``"none"`` or ``"complete"``.
+    trials
+        The column of binomial trial counts (``y | trials(n) ~ ...``).
+    offset
+        A column added to the linear predictor with coefficient 1 (``offset(col)``).
     """
 
     formula: str
@@ -87,6 +112,24 @@ class ModelSpec:
     levels: tuple[LevelSpec, ...]
     family: Family = "gaussian"
     pooling: Pooling = "partial"
+    trials: str | None = None
+    offset: str | None = None
+
+    @property
+    def has_sigma(self) -> bool:
+        """Whether the family has a residual sd."""
+        return self.family in ("gaussian", "lognormal", "student_t")
+
+    @property
+    def link_scale(self) -> bool:
+        """Whether the linear predictor is on a link scale (logit, log) rather than the
+        response's own: no centring or scaling of y, and priors in link units."""
+        return self.family in ("bernoulli", "binomial", "poisson")
+
+    @property
+    def collapsible(self) -> bool:
+        """Whether the collapsed (exact) engine applies."""
+        return self.family in COLLAPSIBLE_FAMILIES and self.offset is None
 
     @property
     def group_columns(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["CleanTable", "NaPolicy", "prepare_table", "to_pandas"]
+__all__ = ["CleanTable", "NaPolicy", "check_family", "prepare_table", "to_pandas"]
 
 NaPolicy = Literal["drop", "error"]
 
@@ -102,3 +102,76 @@ def prepare_table(
             "is undefined; remove them, shift the response, or fit it without log"
         )
     return CleanTable(frame.reset_index(drop=True), n_dropped, by_column)
+
+
+def _numeric(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
+    s = frame[column]
+    if not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)):
+        raise DataError(
+            f"{role} {column!r} must be numeric, but it has dtype {s.dtype}; convert it first"
+        )
+    values = s.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"{role} {column!r} has infinite values; remove those rows")
+    return values
+
+
+def _first_bad(values: np.ndarray, bad: np.ndarray) -> str:
+    return f"{int(bad.sum())} rows (e.g. row {int(np.argmax(bad))}: {values[bad][0]!r})"
+
+
+def check_family(
+    frame: pd.DataFrame,
+    family: str,
+    response: str,
+    trials: str | None = None,
+    offset: str | None = None,
+) -> None:
+    """Refuse responses a family cannot model, naming the column, rows and the fix.
+
+    Bernoulli needs 0/1; binomial whole numbers between 0 and the row's trials (whole
+    numbers >= 1); Poisson whole numbers >= 0. An offset must be finite.
+    """
+    y = frame[response].to_numpy(dtype=np.float64)
+    whole = np.floor(y) == y
+    if family == "bernoulli":
+        bad = (y != 0) & (y != 1)
+        if bad.any():
+            raise DataError(
+                f"response {response!r} must be 0 or 1 for family='bernoulli', but "
+                f"{_first_bad(y, bad)} are not; recode it (e.g. y > threshold), or use "
+                "family='binomial' with trials for counts"
+            )
+    elif family == "binomial":
+        assert trials is not None
+        n = _numeric(frame, trials, "trials column")
+        bad_n = (n < 1) | (np.floor(n) != n)
+        if bad_n.any():
+            raise DataError(
+                f"trials column {trials!r} must hold whole numbers >= 1, but "
+                f"{_first_bad(n, bad_n)} do not; remove those rows"
+            )
+        bad = (y < 0) | ~whole
+        if bad.any():
+            raise DataError(
+                f"response {response!r} must be a whole number of successes >= 0 for "
+                f"family='binomial', but {_first_bad(y, bad)} are not"
+            )
+        over = y > n
+        if over.any():
+            i = int(np.argmax(over))
+            raise DataError(
+                f"response {response!r} exceeds its trials {trials!r} in {int(over.sum())} rows "
+                f"(e.g. row {i}: {y[i]:g} successes of {n[i]:g} trials); the successes "
+                "cannot exceed the trials, so check the two columns"
+            )
+    elif family == "poisson":
+        bad = (y < 0) | ~whole
+        if bad.any():
+            raise DataError(
+                f"response {response!r} must be a count (a whole number >= 0) for "
+                f"family='poisson', but {_first_bad(y, bad)} are not; for a continuous "
+                "positive response use family='lognormal'"
+            )
+    if offset is not None:
+        _numeric(frame, offset, "offset column")

@@ -1,0 +1,185 @@
+"""The full-latent model: θ and every group coefficient as parameters, for any family.
+
+The flat parameter vector is ``[θ, ν?, z₀, z₁, ..., z_L]``: θ as in :mod:`hierlm.density`
+(the same priors, so on Gaussian data this model and the collapsed one share their
+posterior), ``log(ν - 1)`` for Student-t, the root's standard-normal ``z₀`` and per level
+the ``G_l × q_l`` group deviations. A level is *non-centred* when its deviations are standard
+normal ``w`` with ``δ = Λ w``, and *centred* when they are ``δ`` itself with
+``δ ~ N(0, ΛΛᵀ)``. The two are the same model; they differ in geometry (see
+:mod:`hierlm.parameterization`).
+
+Notes
+-----
+With ``β₀ = m₀ + L₀ z₀`` and, for a node ``g`` of level ``l`` with parent ``a``,
+``β_g = β_a + E_l δ_g`` (``E_l`` places the ``q_l`` varying coefficients), row ``i`` in leaf
+``g`` has linear predictor ``η_i = x_iᵀ β_g + offset_i`` and
+
+* gaussian / lognormal: ``y_i ~ N(η_i, σ²)`` (y standardised; log y for lognormal);
+* student_t: ``y_i ~ t_ν(η_i, σ)``, ``ν = 1 + exp(r)``, ``ν ~ Gamma(2, 0.1)`` (brms);
+* bernoulli: ``y_i ~ Bernoulli(logit⁻¹ η_i)``; binomial: ``y_i ~ Bin(n_i, logit⁻¹ η_i)``;
+* poisson: ``y_i ~ Poisson(exp η_i)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+from jax.scipy.special import gammaln
+
+from .density import DensityArgs, Layout, Unpacked, unpack
+
+__all__ = ["LatentData", "LatentLayout", "coefficients", "joint_log_density", "pointwise"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """Static structure of the flat parameter vector (hashable; part of the program).
+
+    Attributes
+    ----------
+    layout
+        θ's layout.
+    family
+        The response family.
+    sizes
+        Groups per level, top first.
+    centered
+        Per level, whether its deviations are centred.
+    """
+
+    layout: Layout
+    family: str
+    sizes: tuple[int, ...]
+    centered: tuple[bool, ...]
+
+    @property
+    def has_nu(self) -> bool:
+        """Whether the vector holds Student-t's degrees of freedom."""
+        return self.family == "student_t"
+
+    def level_dims(self) -> tuple[int, ...]:
+        """Entries of each level's deviations, ``G_l × q_l``."""
+        return tuple(g * len(lv.v) for g, lv in zip(self.sizes, self.layout.levels, strict=True))
+
+    @property
+    def size(self) -> int:
+        """Length of the flat vector."""
+        return self.layout.size + int(self.has_nu) + self.layout.p + sum(self.level_dims())
+
+
+class LatentData(NamedTuple):
+    """The arrays of the full-latent density (a pytree).
+
+    ``args`` holds the priors (its tree statistics are not used); ``parents[l]`` each node's
+    parent in the level above; the rest are per row, as in :class:`hierlm.ingest.Rows`.
+    """
+
+    args: DensityArgs
+    parents: tuple[jax.Array, ...]
+    x: jax.Array
+    y: jax.Array
+    leaf: jax.Array
+    trials: jax.Array
+    offset: jax.Array
+
+
+class Coefficients(NamedTuple):
+    """Model quantities at one parameter vector."""
+
+    theta: Unpacked
+    nu: jax.Array
+    root: jax.Array
+    levels: tuple[jax.Array, ...]
+    latent_log_prior: jax.Array
+
+
+def _split(x: jax.Array, lat: LatentLayout):
+    pos = lat.layout.size
+    theta = x[:pos]
+    if lat.has_nu:
+        r = x[pos]
+        pos += 1
+    else:
+        r = jnp.zeros((), x.dtype)
+    p = lat.layout.p
+    z0 = x[pos : pos + p]
+    pos += p
+    parts = []
+    for g, lv, size in zip(lat.sizes, lat.layout.levels, lat.level_dims(), strict=True):
+        parts.append(x[pos : pos + size].reshape(g, len(lv.v)))
+        pos += size
+    return theta, r, z0, parts
+
+
+def coefficients(x: jax.Array, data: LatentData, lat: LatentLayout) -> Coefficients:
+    """Every group's coefficient vector (standardised scale) at the flat vector ``x``, with
+    the log prior of the group deviations and ν's log prior and Jacobian."""
+    theta, r, z0, parts = _split(x, lat)
+    u = unpack(theta, data.args, lat.layout)
+    lp = -0.5 * jnp.sum(z0**2) - 0.5 * z0.shape[0] * _LOG_2PI
+    nu = 1.0 + jnp.exp(r)
+    if lat.has_nu:
+        # Gamma(2, 0.1) on ν, with the Jacobian of ν = 1 + exp(r).
+        lp += 2 * math.log(0.1) + jnp.log(nu) - 0.1 * nu + r
+    root = data.args.m0 + u.L0 @ z0
+    prev = root[None, :]
+    levels = []
+    for li, (lv, w) in enumerate(zip(lat.layout.levels, parts, strict=True)):
+        beta = prev[data.parents[li]]
+        q = len(lv.v)
+        if q:
+            lam = u.levels[li].lam
+            if lat.centered[li]:
+                delta = w
+                white = solve_triangular(lam, w.T, lower=True)
+                log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(lam))))
+                lp += -0.5 * jnp.sum(white**2) - w.shape[0] * log_det
+            else:
+                delta = w @ lam.T
+                lp += -0.5 * jnp.sum(w**2)
+            lp += -0.5 * w.size * _LOG_2PI
+            beta = beta.at[:, np.asarray(lv.v)].add(delta)
+        levels.append(beta)
+        prev = beta
+    return Coefficients(u, nu, root, tuple(levels), lp)
+
+
+def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
+    """Log-likelihood of each row (on the model's scale: y standardised for families with
+    a residual sd)."""
+    c = coefficients(x, data, lat)
+    return _row_log_lik(c, data, lat.family)
+
+
+def _row_log_lik(c: Coefficients, data: LatentData, family: str) -> jax.Array:
+    leaf_beta = c.levels[-1] if c.levels else c.root[None, :]
+    eta = jnp.sum(data.x * leaf_beta[data.leaf], axis=1) + data.offset
+    y = data.y
+    if family in ("gaussian", "lognormal"):
+        s = c.theta.sigma
+        return -0.5 * ((y - eta) / s) ** 2 - jnp.log(s) - 0.5 * _LOG_2PI
+    if family == "student_t":
+        return jax.scipy.stats.t.logpdf(y, c.nu, eta, c.theta.sigma)
+    if family == "bernoulli":
+        return y * jax.nn.log_sigmoid(eta) + (1 - y) * jax.nn.log_sigmoid(-eta)
+    if family == "binomial":
+        n = data.trials
+        log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+        return log_choose + y * jax.nn.log_sigmoid(eta) + (n - y) * jax.nn.log_sigmoid(-eta)
+    if family == "poisson":
+        return y * eta - jnp.exp(eta) - gammaln(y + 1)
+    raise ValueError(f"unknown family {family!r}")
+
+
+def joint_log_density(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
+    """``log p(y, β, θ)`` at the flat vector ``x`` (unconstrained, Jacobians included)."""
+    c = coefficients(x, data, lat)
+    return jnp.sum(_row_log_lik(c, data, lat.family)) + c.latent_log_prior + c.theta.log_prior

@@ -1,0 +1,208 @@
+"""Fit the full-latent model with NUTS: every family, every group coefficient sampled.
+
+The engine for families whose group coefficients do not integrate out (Student-t,
+Bernoulli, binomial, Poisson), and on request (``engine="full"``) for Gaussian ones, where it
+answers to the collapsed engine's exact posterior.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .assemble import Problem
+from .compiled import Program, program
+from .ingest import Ingested
+from .latent import LatentData, LatentLayout, coefficients, joint_log_density
+from .parameterization import LevelChoice, choose, moment_sds
+from .sampler import NutsDraws, Progress, Target, compile_nuts, run_nuts
+
+__all__ = ["LatentRun", "latent_problem", "sample_latent"]
+
+
+def _row_information(ingested: Ingested, sigma: float) -> float:
+    spec = ingested.design.spec
+    rows = ingested.rows
+    assert rows is not None
+    if spec.family == "poisson":
+        return float(max(rows.y.mean(), 1e-3))
+    if spec.family in ("bernoulli", "binomial"):
+        share = float(np.clip(rows.y.sum() / rows.trials.sum(), 1e-3, 1 - 1e-3))
+        return float(rows.trials.mean()) * share * (1 - share)
+    return 1.0 / sigma**2
+
+
+def latent_problem(
+    ingested: Ingested,
+    problem: Problem,
+    parameterization: str | dict[str, str],
+    pilot_theta: np.ndarray | None,
+) -> tuple[LatentLayout, LatentData, tuple[LevelChoice, ...]]:
+    """The full-latent layout and arrays, with each level's parameterisation chosen.
+
+    ``pilot_theta`` is a point estimate of θ (the collapsed engine's mode, for Gaussian
+    families); without it the level sds are estimated by moments on the link scale.
+    """
+    from .density import unpack
+
+    rows = ingested.rows
+    assert rows is not None, "the full-latent engine needs the rows (ingest keep_rows=True)"
+    design, layout = ingested.design, problem.layout
+    tree = design.tree
+    # The latent density reads only the priors: no need to ship the tree statistics.
+    args = problem.args._replace(stats=None)  # type: ignore[arg-type]
+    if pilot_theta is not None:
+        u = unpack(jnp.asarray(pilot_theta), args, layout)
+        sigma = float(u.sigma)
+        pilot: list[float | None] = [None if sd is None else float(sd[0]) for sd in u.sds]
+    else:
+        sigma = 1.0 if design.spec.link_scale else float(np.std(rows.y))
+        moments = moment_sds(tree, rows.leaf, rows.y, rows.trials, design.spec.family)
+        pilot = [
+            moments[li] if lv.v and not lv.fixed else None for li, lv in enumerate(layout.levels)
+        ]
+    leaf_rows = np.bincount(rows.leaf, minlength=tree.sizes[-1]) if tree.n_levels else np.ones(1)
+    choices = choose(tree, leaf_rows, parameterization, pilot, _row_information(ingested, sigma))
+    lat = LatentLayout(
+        layout=layout,
+        family=design.spec.family,
+        sizes=tree.sizes,
+        centered=tuple(c.centered for c in choices),
+    )
+    data = LatentData(
+        args=args,
+        parents=tuple(jax.device_put(p.astype(np.int32)) for p in tree.parents),
+        x=jax.device_put(rows.x),
+        y=jax.device_put(rows.y),
+        leaf=jax.device_put(rows.leaf.astype(np.int32)),
+        trials=jax.device_put(rows.trials),
+        offset=jax.device_put(rows.offset),
+    )
+    return lat, data, choices
+
+
+def _target(lat: LatentLayout, data: LatentData) -> Target:
+    logp = functools.partial(_logp, lat=lat)
+    return Target("latent", lat, logp, data, lat.size, small=lat.size <= 1024)
+
+
+def _logp(x, data, lat):
+    return joint_log_density(x, data, lat)
+
+
+def _value_and_grad(lat: LatentLayout, data: LatentData) -> Program:
+    fn = jax.value_and_grad(functools.partial(_logp, lat=lat))
+    return program("latent_logp", fn, (np.zeros(lat.size), data), lat, quick=lat.size <= 1024)
+
+
+def _start(
+    lat: LatentLayout,
+    data: LatentData,
+    theta0: np.ndarray,
+    chains: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Starting points near ``theta0`` and zero deviations, jittered per chain; a point
+    whose density is not finite is drawn again closer in."""
+    logp = _value_and_grad(lat, data)
+    rng = np.random.default_rng([seed, 1])
+    base = np.zeros(lat.size)
+    base[: lat.layout.size] = theta0
+    if lat.has_nu:
+        base[lat.layout.size] = np.log(9.0)  # ν = 10
+    xs, values, grads = [], [], []
+    for _ in range(chains):
+        radius = 0.5
+        for _attempt in range(20):
+            x = base + rng.uniform(-radius, radius, lat.size)
+            value, grad = logp(x, data)
+            if np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad))):
+                break
+            radius /= 2
+        else:
+            from .errors import HierlmError
+
+            raise HierlmError(
+                "the sampler could not find a starting point with a finite log density; check "
+                "the response for extreme values, or rescale the predictors"
+            )
+        xs.append(x)
+        values.append(float(value))
+        grads.append(np.asarray(grad))
+    return np.array(xs), np.array(values), np.array(grads)
+
+
+class LatentRun:
+    """Draws of the full-latent model, mapped to the collapsed engine's coefficient dict
+    (see :func:`hierlm.posterior.draw_coefficients`)."""
+
+    def __init__(self, nuts: NutsDraws, coefs: dict[str, Any], choices: tuple[LevelChoice, ...]):
+        self.nuts = nuts
+        self.coefs = coefs
+        self.choices = choices
+
+
+def _draws_program(lat: LatentLayout, data: LatentData, n: int) -> Program:
+    def run(xs, data):
+        def one(x):
+            c = coefficients(x, data, lat)
+            return c.root, c.levels, c.theta.sigma, c.theta.sds, c.theta.chols, c.nu
+
+        return jax.lax.map(one, xs)
+
+    example = (jax.ShapeDtypeStruct((n, lat.size), jnp.float64), data)
+    return program("latent_draws", run, example, lat, quick=lat.size <= 1024)
+
+
+def sample_latent(
+    lat: LatentLayout,
+    data: LatentData,
+    choices: tuple[LevelChoice, ...],
+    theta0: np.ndarray,
+    *,
+    chains: int,
+    draws: int,
+    tune: int,
+    seed: int,
+    target_accept: float,
+    max_tree_depth: int,
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> LatentRun:
+    """Run NUTS on the joint density and map every draw to the model's coefficients."""
+    t0 = time.perf_counter()
+    target = _target(lat, data)
+    programs = compile_nuts(
+        target, chains=chains, tune=tune, target_accept=target_accept, max_tree_depth=max_tree_depth
+    )
+    start = _start(lat, data, theta0, chains, seed)
+    timings["nuts_compile"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    nuts = run_nuts(programs, data, start, draws=draws, seed=seed, progress=progress)
+    timings["nuts"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    flat = nuts.x.reshape(-1, lat.size)
+    root, levels, sigma, sds, chols, nu = jax.device_get(
+        _draws_program(lat, data, flat.shape[0])(flat, data)
+    )
+    timings["draws"] = time.perf_counter() - t2
+    coefs = {
+        "root": root,
+        "levels": list(levels),
+        "sigma": sigma,
+        "sds": sds,
+        "chols": chols,
+        "nu": nu,
+    }
+    return LatentRun(nuts, coefs, choices)
+
+
+def theta_start(problem: Problem) -> np.ndarray:
+    """A neutral θ to start from without a pilot: σ and every sd at 1 on the model's scale,
+    no correlation."""
+    return np.zeros(problem.layout.size)
