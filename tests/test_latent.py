@@ -212,3 +212,18 @@ def test_engine_choice_and_refusals():
     gaussian = hl.Model("x ~ 1 + (1 | a)", frame)
     assert gaussian.engine == "collapsed" and gaussian.data.rows is None
     assert hl.Model("x ~ 1 + (1 | a)", frame, engine="full").data.rows is not None
+
+
+def test_divergences_are_attributed_to_the_funnel_level():
+    from hierlm.diagnostics import divergences_by_level
+
+    rng = np.random.default_rng(0)
+    sd_a = rng.gamma(2.0, 0.5, size=(2, 500))
+    sd_b = rng.gamma(2.0, 0.5, size=(2, 500))
+    diverging = sd_a < np.quantile(sd_a, 0.05)  # all at a's neck, unrelated to b
+    found = divergences_by_level({"a": sd_a, "b": sd_b}, diverging, {"a": True})
+    by_level = {f.message.split("'")[1]: f for f in found}
+    assert by_level["a"].severity == "warning" and "funnel" in by_level["a"].message
+    assert "noncentered" in by_level["a"].fix
+    assert by_level["b"].severity == "ok"
+    assert divergences_by_level({"a": sd_a}, np.zeros_like(diverging), {}) == []

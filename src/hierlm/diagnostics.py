@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["Finding", "diagnose"]
+__all__ = ["Finding", "diagnose", "divergences_by_level"]
 
 
 @dataclass(frozen=True)
@@ -89,4 +89,74 @@ def diagnose(
                 f"No problems found: R-hat ≤ 1.01, bulk ESS ≥ {ess.min():.0f}, no divergences.",
             )
         )
+    return out
+
+
+def divergences_by_level(
+    sds: dict[str, np.ndarray],
+    diverging: np.ndarray,
+    centered: dict[str, bool],
+    mixing: dict[str, tuple[float, float]] | None = None,
+) -> list[Finding]:
+    """Where divergent draws sit in each level's sd, and which level is a funnel.
+
+    Parameters
+    ----------
+    sds
+        Per level name, draws of the sd of its first varying coefficient (chain, draw).
+    diverging
+        Divergence flags (chain, draw).
+    centered
+        Per level name, whether the full-latent engine sampled it centred.
+    mixing
+        Per level name, the worst R-hat and smallest bulk ESS over the level's sds.
+
+    Notes
+    -----
+    A funnel makes the sampler diverge where a level's sd is small (the neck). For each
+    level the percentile of every divergent draw's sd among all draws is taken; when their
+    median is below 25% the level is named as the likely cause. A funnel also shows without
+    divergences, when the chains never enter the neck: a centred level whose sds do not mix
+    (R-hat above 1.01 or bulk ESS below 400) is named too.
+    """
+    flags = np.asarray(diverging, dtype=bool).ravel()
+    n_div = int(flags.sum())
+    mixing = mixing or {}
+    out = []
+    for level, draws in sds.items():
+        fix = (
+            f"sample level {level!r} non-centred (parameterization={{'{level}': 'noncentered'}}), "
+            "or use the collapsed engine (engine='auto') for a Gaussian model"
+            if centered.get(level, False)
+            else "use the collapsed engine (engine='auto') for a Gaussian model, or give "
+            f"sd_{level} a prior that keeps it off zero if the data allow"
+        )
+        rhat, ess = mixing.get(level, (1.0, np.inf))
+        stuck = centered.get(level, False) and (rhat > 1.01 or ess < 400)
+        if n_div:
+            values = np.asarray(draws).ravel()
+            ranks = (np.argsort(np.argsort(values)) + 0.5) / len(values)
+            at = ranks[flags]
+            median = float(np.median(at))
+            where = (
+                f"{n_div} divergent draws ({n_div / len(flags):.1%} of all) sit at a median "
+                f"percentile of {median:.0%} of sd_{level}, {float(np.mean(at < 0.2)):.0%} of "
+                "them in its lowest fifth"
+            )
+            if median < 0.25 or stuck:
+                out.append(
+                    Finding("warning", f"Level {level!r} looks like a funnel: {where}.", fix)
+                )
+            else:
+                out.append(Finding("ok", f"Level {level!r}: {where}; no sign of a funnel there."))
+        elif stuck:
+            out.append(
+                Finding(
+                    "warning",
+                    f"Level {level!r} looks like a funnel: it was sampled centred and its sd "
+                    f"does not mix (R-hat {rhat:.3f}, bulk ESS {ess:.0f}); the chains do not "
+                    "reach small values of the sd, where the group deviations must shrink too.",
+                    fix,
+                )
+            )
     return out

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .assemble import PriorStatement
 from .design import Design
-from .diagnostics import Finding, diagnose
+from .diagnostics import Finding, diagnose, divergences_by_level
 from .errors import HierlmError
 from .parameterization import LevelChoice
 from .suffstats import SuffStats
@@ -111,6 +111,17 @@ class Fit:
         findings = diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
         )
+        sds = {
+            lv.name: self._posterior[f"sd_{lv.name}"].values[..., 0]
+            for lv in self.design.levels
+            if f"sd_{lv.name}" in self._posterior
+        }
+        centered = {c.level: c.centered for c in self.info.parameterization}
+        mixing = {}
+        for level in sds:
+            rows = table[table.index.str.startswith(f"sd_{level}[")]
+            mixing[level] = (float(rows["r_hat"].max()), float(rows["ess_bulk"].min()))
+        findings += divergences_by_level(sds, ss["diverging"].values, centered, mixing)
         if not self.info.mode_converged:
             findings.insert(
                 0,

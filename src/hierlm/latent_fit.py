@@ -107,8 +107,10 @@ def _start(
     chains: int,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Starting points near ``theta0`` and zero deviations, jittered per chain; a point
-    whose density is not finite is drawn again closer in."""
+    """Starting points uniform within ±2 of ``theta0`` and of zero deviations on the
+    unconstrained scale (as Stan and NumPyro start), one per chain; a point whose density
+    is not finite is drawn again closer in. Dispersed starts let R-hat see chains that
+    never leave their own region, as in a funnel."""
     logp = _value_and_grad(lat, data)
     rng = np.random.default_rng([seed, 1])
     base = np.zeros(lat.size)
@@ -117,7 +119,7 @@ def _start(
         base[lat.layout.size] = np.log(9.0)  # ν = 10
     xs, values, grads = [], [], []
     for _ in range(chains):
-        radius = 0.5
+        radius = 2.0
         for _attempt in range(20):
             x = base + rng.uniform(-radius, radius, lat.size)
             value, grad = logp(x, data)
