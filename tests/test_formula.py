@@ -548,7 +548,7 @@ def test_trials_and_offset_are_read() -> None:
         ),
         ("y | trials(n) ~ x", "gaussian", "trials() is for family='binomial'", "y | trials(n)"),
         ("y ~ x", "binomial", "needs the number of trials", "y"),
-        ("y | foo(n) ~ x", "binomial", "only trials(column) is supported", "foo(n)"),
+        ("y | foo(n) ~ x", "binomial", "only trials(column) or se(column)", "foo(n)"),
         ("y | trials(n, m) ~ x", "binomial", "takes one column name", "trials(n, m)"),
         ("log(y) ~ x", "poisson", "log(...) on the left is for gaussian models", "log(y)"),
         ("y ~ offset(a) + offset(b)", "poisson", "only one offset()", "offset(b)"),

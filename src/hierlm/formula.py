@@ -432,7 +432,16 @@ class _Parser:
                 tildes[1],
             )
         tilde = tildes[0]
-        response, log_lhs, trials = self._parse_lhs(tilde)
+        response, log_lhs, addition = self._parse_lhs(tilde)
+        trials = addition[1] if addition and addition[0] == "trials" else None
+        se = addition[1] if addition and addition[0] == "se" else None
+        se_sigma = bool(addition and addition[0] == "se" and addition[2])
+        if se is not None and family != "gaussian":
+            raise self._error(
+                f"se() is for family='gaussian' (known standard errors), not {family!r}",
+                0,
+                tilde - 1,
+            )
         if log_lhs and family != "gaussian" and family != "lognormal":
             raise self._error(
                 f"log(...) on the left is for gaussian models; family={family!r} models "
@@ -474,11 +483,14 @@ class _Parser:
             pooling=pooling,
             trials=trials,
             offset=offset,
+            se=se,
+            se_sigma=se_sigma,
         )
 
-    def _parse_lhs(self, tilde: int) -> tuple[str, bool, str | None]:
-        """Parse tokens before ``~``: the response, whether it is logged, and the trials
-        column of ``y | trials(n)``."""
+    def _parse_lhs(self, tilde: int) -> tuple[str, bool, tuple[str, str, bool] | None]:
+        """Parse tokens before ``~``: the response, whether it is logged, and the addition
+        after ``|`` as ``(function, column, sigma)`` (``trials(n)``, ``se(s)``,
+        ``se(s, sigma = TRUE)``)."""
         tokens = self.tokens
         if tilde == 0:
             raise self._error(
@@ -516,9 +528,9 @@ class _Parser:
                 "write e.g. 'y ~ x' (quote unusual names in backticks: `my y` ~ x)",
                 0,
             )
-        trials = None
+        addition = None
         if end < tilde and tokens[end].is_op("|"):
-            trials = self._parse_addition(end + 1, tilde)
+            addition = self._parse_addition(end + 1, tilde)
             end = tilde
         if end < tilde:
             raise self._error(
@@ -527,7 +539,7 @@ class _Parser:
                 end,
                 tilde - 1,
             )
-        return response, logged, trials
+        return response, logged, addition
 
     def _column_call(self, lo: int, hi: int, names: tuple[str, ...]) -> tuple[str, str] | None:
         """If tokens ``lo`` to ``hi`` are ``f(column)`` with ``f`` in ``names``, return
@@ -544,21 +556,42 @@ class _Parser:
             )
         return first.text, tokens[lo + 2].name
 
-    def _parse_addition(self, lo: int, tilde: int) -> str:
-        """The ``trials(n)`` after ``y |`` on the left of ``~``."""
+    def _parse_addition(self, lo: int, tilde: int) -> tuple[str, str, bool]:
+        """The ``trials(n)``, ``se(s)`` or ``se(s, sigma = TRUE)`` after ``y |``."""
         if lo == tilde:
             raise self._error(
                 "nothing after '|' on the left of '~'; write e.g. 'y | trials(n) ~ x'", lo - 1
             )
-        call = self._column_call(lo, tilde, ("trials",))
+        tokens = self.tokens
+        sigma = False
+        hi = tilde
+        call: tuple[str, str] | None
+        if (
+            tokens[lo].kind == _NAME
+            and tokens[lo].text == "se"
+            and hi - lo == 8
+            and tokens[lo + 3].is_op(",")
+        ):
+            # se(s, sigma = TRUE): check the keyword, then read se(s) alone.
+            key, eq, value = tokens[lo + 4], tokens[lo + 5], tokens[lo + 6]
+            if not (key.text == "sigma" and eq.is_op("=") and value.text in ("TRUE", "True")):
+                raise self._error(
+                    "se() takes a column and optionally sigma = TRUE, e.g. se(s, sigma = TRUE)",
+                    lo + 4,
+                    lo + 6,
+                )
+            sigma = True
+            call = (tokens[lo].text, tokens[lo + 2].name)
+        else:
+            call = self._column_call(lo, hi, ("trials", "se"))
         if call is None:
             raise self._error(
-                "after '|' on the left of '~' only trials(column) is supported, "
-                "e.g. 'y | trials(n) ~ x'",
+                "after '|' on the left of '~' only trials(column) or se(column) is supported, "
+                "e.g. 'y | trials(n) ~ x' or 'y | se(s) ~ 1 + (1 | study)'",
                 lo,
                 tilde - 1,
             )
-        return call[1]
+        return call[0], call[1], sigma
 
     def _parse_rhs(
         self, tilde: int, family: Family

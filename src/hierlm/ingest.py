@@ -13,7 +13,14 @@ from .design import Design, FixedEncoding, Scaling, build_encoding, level_coefs
 from .errors import DataError
 from .group_tree import build_group_tree
 from .spec import ModelSpec
-from .suffstats import RawStats, SuffStats, accumulate, scaling_from, standardize
+from .suffstats import (
+    RawStats,
+    SuffStats,
+    accumulate,
+    scaling_from,
+    standardize,
+    weighted_stats,
+)
 from .table import NaPolicy, check_family, prepare_table
 
 __all__ = ["Ingested", "Rows", "ingest"]
@@ -35,6 +42,8 @@ class Rows:
         Binomial trials (ones for other families).
     offset
         Added to the linear predictor (zeros without an offset).
+    se
+        Known standard errors of y on the model's scale (zeros without ``se()``).
     """
 
     x: np.ndarray
@@ -42,6 +51,7 @@ class Rows:
     leaf: np.ndarray
     trials: np.ndarray
     offset: np.ndarray
+    se: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Ingested:
     dropped_by_column: dict[str, int]
     sum_log_response: float
     rows: Rows | None = None
+    log_weight: float = 0.0
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
@@ -64,7 +75,7 @@ def _needed_columns(spec: ModelSpec) -> list[str]:
     variables: set[str] = set()
     for rhs in (spec.fixed, *spec.varying_terms):
         variables |= set(Formula(rhs).required_variables)
-    extra = [c for c in (spec.trials, spec.offset) if c is not None]
+    extra = [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
     predictors = sorted(variables - {spec.response} - set(extra))
     return [spec.response, *predictors, *extra, *spec.group_columns]
 
@@ -113,8 +124,8 @@ def ingest(
     """
     columns = _needed_columns(spec)
     table = prepare_table(data, columns, spec.response, spec.transform == "log", na)
-    check_family(table.frame, spec.family, spec.response, spec.trials, spec.offset)
-    extra = {spec.trials, spec.offset, *spec.group_columns}
+    check_family(table.frame, spec.family, spec.response, spec.trials, spec.offset, spec.se)
+    extra = {spec.trials, spec.offset, spec.se, *spec.group_columns}
     frame = _categorical(table.frame, [c for c in columns[1:] if c not in extra])
     tree, leaf = build_group_tree(spec, frame)
     encoding = build_encoding(spec, frame.iloc[:chunk_rows])
@@ -129,7 +140,7 @@ def ingest(
         for start in range(0, len(frame), chunk_rows):
             stop = start + chunk_rows
             x = encoding.encode(frame.iloc[start:stop])
-            if keep_rows:
+            if keep_rows or spec.se is not None:
                 kept.append(x)
             yield x, y_all[start:stop], leaf[start:stop]
 
@@ -142,25 +153,37 @@ def ingest(
             f"response {spec.response!r} is constant ({y_all[0]!r}); there is nothing to model"
         )
     design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling)
+    n = len(frame)
+    x_std = np.concatenate(kept) / scaling.x_scale if kept else np.zeros((0, encoding.p))
+    y_std = (y_all - scaling.y_shift) / scaling.y_scale
+    se = np.zeros(n)
+    stats = standardize(raw, scaling)
+    log_weight = 0.0
+    if spec.se is not None:
+        se = frame[spec.se].to_numpy(np.float64) / scaling.y_scale
+        weight = 1.0 / se**2
+        stats = weighted_stats(x_std, y_std, weight, leaf, n_leaves)
+        log_weight = 0.5 * float(np.log(weight).sum())
     rows = None
     if keep_rows:
-        n = len(frame)
         rows = Rows(
-            x=np.concatenate(kept) / scaling.x_scale if kept else np.zeros((0, encoding.p)),
-            y=(y_all - scaling.y_shift) / scaling.y_scale,
+            x=x_std,
+            y=y_std,
             leaf=leaf.astype(np.int32),
             trials=frame[spec.trials].to_numpy(np.float64) if spec.trials else np.ones(n),
             offset=frame[spec.offset].to_numpy(np.float64) if spec.offset else np.zeros(n),
+            se=se,
         )
     return Ingested(
         design=design,
-        stats=standardize(raw, scaling),
+        stats=stats,
         raw=raw,
         n_rows=len(frame),
         n_dropped=table.n_dropped,
         dropped_by_column=table.dropped_by_column,
         sum_log_response=float(y_all.sum()) if spec.transform == "log" else 0.0,
         rows=rows,
+        log_weight=log_weight,
     )
 
 

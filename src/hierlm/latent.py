@@ -14,7 +14,8 @@ With ``β₀ = m₀ + L₀ z₀`` and, for a node ``g`` of level ``l`` with pare
 ``β_g = β_a + E_l δ_g`` (``E_l`` places the ``q_l`` varying coefficients), row ``i`` in leaf
 ``g`` has linear predictor ``η_i = x_iᵀ β_g + offset_i`` and
 
-* gaussian / lognormal: ``y_i ~ N(η_i, σ²)`` (y standardised; log y for lognormal);
+* gaussian / lognormal: ``y_i ~ N(η_i, σ² + s_i²)`` (y standardised; log y for lognormal;
+  ``s_i`` the known standard error of ``se()`` models, where σ is absent unless asked for);
 * student_t: ``y_i ~ t_ν(η_i, σ)``, ``ν = 1 + exp(r)``, ``ν ~ Gamma(2, 0.1)`` (brms);
 * bernoulli: ``y_i ~ Bernoulli(logit⁻¹ η_i)``; binomial: ``y_i ~ Bin(n_i, logit⁻¹ η_i)``;
 * poisson: ``y_i ~ Poisson(exp η_i)``.
@@ -89,6 +90,7 @@ class LatentData(NamedTuple):
     leaf: jax.Array
     trials: jax.Array
     offset: jax.Array
+    se: jax.Array
 
 
 class Coefficients(NamedTuple):
@@ -156,16 +158,18 @@ def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
     """Log-likelihood of each row (on the model's scale: y standardised for families with
     a residual sd)."""
     c = coefficients(x, data, lat)
-    return _row_log_lik(c, data, lat.family)
+    return _row_log_lik(c, data, lat)
 
 
-def _row_log_lik(c: Coefficients, data: LatentData, family: str) -> jax.Array:
+def _row_log_lik(c: Coefficients, data: LatentData, lat: LatentLayout) -> jax.Array:
+    family = lat.family
     leaf_beta = c.levels[-1] if c.levels else c.root[None, :]
     eta = jnp.sum(data.x * leaf_beta[data.leaf], axis=1) + data.offset
     y = data.y
     if family in ("gaussian", "lognormal"):
-        s = c.theta.sigma
-        return -0.5 * ((y - eta) / s) ** 2 - jnp.log(s) - 0.5 * _LOG_2PI
+        # Known standard errors add to the residual variance (se() models; zeros otherwise).
+        var = data.se**2 + (c.theta.sigma**2 if lat.layout.has_sigma else 0.0)
+        return -0.5 * (y - eta) ** 2 / var - 0.5 * jnp.log(var) - 0.5 * _LOG_2PI
     if family == "student_t":
         return jax.scipy.stats.t.logpdf(y, c.nu, eta, c.theta.sigma)
     if family == "bernoulli":
@@ -182,4 +186,4 @@ def _row_log_lik(c: Coefficients, data: LatentData, family: str) -> jax.Array:
 def joint_log_density(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
     """``log p(y, β, θ)`` at the flat vector ``x`` (unconstrained, Jacobians included)."""
     c = coefficients(x, data, lat)
-    return jnp.sum(_row_log_lik(c, data, lat.family)) + c.latent_log_prior + c.theta.log_prior
+    return jnp.sum(_row_log_lik(c, data, lat)) + c.latent_log_prior + c.theta.log_prior

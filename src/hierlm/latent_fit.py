@@ -34,6 +34,9 @@ def _row_information(ingested: Ingested, sigma: float) -> float:
     if spec.family in ("bernoulli", "binomial"):
         share = float(np.clip(rows.y.sum() / rows.trials.sum(), 1e-3, 1 - 1e-3))
         return float(rows.trials.mean()) * share * (1 - share)
+    if spec.se is not None:
+        residual = sigma**2 if spec.has_sigma else 0.0
+        return float(np.mean(1.0 / (rows.se**2 + residual)))
     return 1.0 / sigma**2
 
 
@@ -82,6 +85,7 @@ def latent_problem(
         leaf=jax.device_put(rows.leaf.astype(np.int32)),
         trials=jax.device_put(rows.trials),
         offset=jax.device_put(rows.offset),
+        se=jax.device_put(rows.se),
     )
     return lat, data, choices
 

@@ -204,7 +204,9 @@ class Model:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         d = self.data
-        idata = build_idata(d.design, problem, nuts, coefs, d.n_rows, d.sum_log_response)
+        idata = build_idata(
+            d.design, problem, nuts, coefs, d.n_rows, d.sum_log_response, d.log_weight
+        )
         timings["draws"] = time.perf_counter() - t2
         info = self._info(
             settings,

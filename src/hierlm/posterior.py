@@ -105,8 +105,13 @@ def build_idata(
     coefs: dict[str, Any],
     n_rows: int,
     sum_log_response: float,
+    log_weight: float = 0.0,
 ) -> az.InferenceData:
-    """Assemble the posterior on the original scale, with sampler statistics."""
+    """Assemble the posterior on the original scale, with sampler statistics.
+
+    ``log_weight`` is ``½ Σ log wᵢ`` of an ``se()`` model's known precisions (standardised
+    scale), the data constant its collapsed likelihood leaves out.
+    """
     chains, draws = nuts.x.shape[:2]
 
     def shaped(a: np.ndarray) -> np.ndarray:
@@ -146,7 +151,7 @@ def build_idata(
         "step_size": nuts.step_size,
     }
     if "log_ml" in coefs:  # the collapsed engine's exact log p(y | θ), original scale
-        log_lik = coefs["log_ml"] - n_rows * math.log(sc.y_scale) - sum_log_response
+        log_lik = coefs["log_ml"] + log_weight - n_rows * math.log(sc.y_scale) - sum_log_response
         sample_stats["log_marginal_likelihood"] = shaped(log_lik)
     import arviz as az
 

@@ -101,6 +101,12 @@ class ModelSpec:
         ``"partial"`` (default), ``"none"`` or ``"complete"``.
     trials
         The column of binomial trial counts (``y | trials(n) ~ ...``).
+    se
+        The column of known standard errors of the response (``y | se(s) ~ ...``): each
+        row's y has that sd around its group's mean, as in a meta-analysis.
+    se_sigma
+        With ``se``: also estimate a residual sd on top of the known ones
+        (``se(s, sigma = TRUE)``).
     offset
         A column added to the linear predictor with coefficient 1 (``offset(col)``).
     """
@@ -114,10 +120,14 @@ class ModelSpec:
     pooling: Pooling = "partial"
     trials: str | None = None
     offset: str | None = None
+    se: str | None = None
+    se_sigma: bool = False
 
     @property
     def has_sigma(self) -> bool:
-        """Whether the family has a residual sd."""
+        """Whether the model has a residual sd to estimate."""
+        if self.se is not None:
+            return self.se_sigma
         return self.family in ("gaussian", "lognormal", "student_t")
 
     @property
@@ -129,7 +139,13 @@ class ModelSpec:
     @property
     def collapsible(self) -> bool:
         """Whether the collapsed (exact) engine applies."""
-        return self.family in COLLAPSIBLE_FAMILIES and self.offset is None
+        # Known sds enter the leaf statistics as weights; a residual sd on top of them would
+        # make the weights depend on σ, row by row.
+        return (
+            self.family in COLLAPSIBLE_FAMILIES
+            and self.offset is None
+            and not (self.se is not None and self.se_sigma)
+        )
 
     @property
     def group_columns(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .design import Scaling
 
-__all__ = ["RawStats", "SuffStats", "accumulate", "scaling_from", "standardize"]
+__all__ = ["RawStats", "SuffStats", "accumulate", "scaling_from", "standardize", "weighted_stats"]
 
 
 @dataclass(frozen=True)
@@ -168,4 +168,31 @@ def standardize(raw: RawStats, scaling: Scaling) -> SuffStats:
         xtx=raw.xtx / np.outer(s, s),
         xty=(raw.xty - d * raw.sx) / s / sy,
         yty=(raw.yty - 2 * d * raw.sy + d * d * raw.n) / sy**2,
+    )
+
+
+def weighted_stats(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, leaf: np.ndarray, n_leaves: int
+) -> SuffStats:
+    """Standardised statistics with known per-row precisions (``se()`` models).
+
+    ``x`` and ``y`` are already standardised and ``weight`` is ``1/se²`` on that scale; the
+    result is ``XᵀWX``, ``XᵀWy`` and ``yᵀWy`` per leaf (``n`` stays the row count). With
+    σ fixed at 1 the collapsed likelihood of these is the exact one up to the data constant
+    ``½ Σ log wᵢ``.
+    """
+    p = x.shape[1]
+
+    def sums(v: np.ndarray) -> np.ndarray:
+        return np.bincount(leaf, weights=v, minlength=n_leaves)
+
+    xtx = np.empty((n_leaves, p, p))
+    for i in range(p):
+        for j in range(i, p):
+            xtx[:, i, j] = xtx[:, j, i] = sums(weight * x[:, i] * x[:, j])
+    return SuffStats(
+        n=np.bincount(leaf, minlength=n_leaves).astype(np.float64),
+        xtx=xtx,
+        xty=np.stack([sums(weight * x[:, i] * y) for i in range(p)], axis=1),
+        yty=sums(weight * y * y),
     )

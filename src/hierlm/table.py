@@ -126,11 +126,13 @@ def check_family(
     response: str,
     trials: str | None = None,
     offset: str | None = None,
+    se: str | None = None,
 ) -> None:
     """Refuse responses a family cannot model, naming the column, rows and the fix.
 
     Bernoulli needs 0/1; binomial whole numbers between 0 and the row's trials (whole
-    numbers >= 1); Poisson whole numbers >= 0. An offset must be finite.
+    numbers >= 1); Poisson whole numbers >= 0. An offset must be finite, and known standard
+    errors finite and > 0.
     """
     y = frame[response].to_numpy(dtype=np.float64)
     whole = np.floor(y) == y
@@ -175,3 +177,12 @@ def check_family(
             )
     if offset is not None:
         _numeric(frame, offset, "offset column")
+    if se is not None:
+        values = _numeric(frame, se, "standard-error column")
+        bad = values <= 0
+        if bad.any():
+            raise DataError(
+                f"standard-error column {se!r} must be > 0, but {_first_bad(values, bad)} are not; "
+                "a known standard error of 0 would make that row exact. Remove those rows or "
+                "correct the values"
+            )
