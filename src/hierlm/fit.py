@@ -48,6 +48,7 @@ class FitInfo:
     mode_iterations: int = 0
     engine: str = "collapsed"
     parameterization: tuple[LevelChoice, ...] = ()
+    method: str = "nuts"
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,19 @@ class Fit:
             rows = table[table.index.str.startswith(f"sd_{level}[")]
             mixing[level] = (float(rows["r_hat"].max()), float(rows["ess_bulk"].min()))
         findings += divergences_by_level(sds, ss["diverging"].values, centered, mixing)
+        if self.info.method in ("map", "advi"):
+            findings.insert(
+                0,
+                Finding(
+                    "warning",
+                    f"These draws come from an approximation (method={self.info.method!r}), so "
+                    "R-hat and ESS only describe its independent draws: they cannot show how "
+                    "far the approximation is from the posterior.",
+                    "fit with method='nuts' to get the posterior itself, or to check this one.",
+                ),
+            )
+            if findings[-1].severity == "ok" and len(findings) > 1:
+                findings.pop()
         if not self.info.mode_converged:
             findings.insert(
                 0,
@@ -142,6 +156,8 @@ class Fit:
     def notes(self) -> list[str]:
         """What the model did with the data: dropped rows, repeated labels."""
         out = []
+        if self.info.method != "nuts":
+            out.append(_METHOD_NOTES[self.info.method])
         if self.info.n_dropped:
             cols = ", ".join(f"{c}: {n}" for c, n in self.info.dropped_by_column.items())
             out.append(f"{self.info.n_dropped} rows with missing values were dropped ({cols}).")
@@ -185,6 +201,26 @@ class Fit:
                 Path(tmp_out).unlink(missing_ok=True)
                 raise
         return path
+
+
+_METHOD_NOTES = {
+    "map": (
+        "method='map': the variance parameters are at their marginal posterior mode, with "
+        "uncertainty from a Gaussian (Laplace) approximation there; the group coefficients "
+        "are drawn exactly given each draw. Intervals for sds near zero or skewed are "
+        "approximate; use NUTS for the exact posterior."
+    ),
+    "advi": (
+        "method='advi': draws come from a mean-field normal approximation fitted by "
+        "variational inference. Its intervals are too narrow wherever parameters are "
+        "correlated (a level's sd and its groups), and R-hat and ESS describe the "
+        "approximation's independent draws, not convergence; use NUTS for the posterior."
+    ),
+    "metropolis": (
+        "method='metropolis': random-walk Metropolis, shown for comparison. Its draws are "
+        "strongly autocorrelated; trust them only as far as R-hat and ESS allow."
+    ),
+}
 
 
 def load(path: str | os.PathLike[str]) -> Fit:

@@ -31,13 +31,15 @@ class Laplace(NamedTuple):
 
     ``root_cov`` is ``C`` with ``C Cᵀ = H⁻¹`` (curvatures floored); ``converged`` is False
     when Newton's method stopped without meeting its tolerance, and ``iterations`` counts
-    its steps.
+    its steps. ``hessian`` is ``H`` itself, the Hessian of ``-log p`` at the mode without
+    the floor (None when it could not be computed).
     """
 
     mode: np.ndarray
     root_cov: np.ndarray
     converged: bool
     iterations: int
+    hessian: np.ndarray | None = None
 
 
 class LogDensity:
@@ -175,4 +177,4 @@ def find_laplace(
         return Laplace(theta, np.eye(d), False, iterations)
     w, V = np.linalg.eigh(H)
     C = V / np.sqrt(np.maximum(w, _MIN_CURVATURE))[None, :]
-    return Laplace(theta, C, converged, iterations)
+    return Laplace(theta, C, converged, iterations, H)

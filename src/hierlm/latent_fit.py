@@ -179,18 +179,39 @@ def sample_latent(
     max_tree_depth: int,
     progress: Progress | None,
     timings: dict[str, float],
+    method: str = "nuts",
+    advi_steps: int = 10_000,
 ) -> LatentRun:
-    """Run NUTS on the joint density and map every draw to the model's coefficients."""
+    """Sample the joint density (NUTS, random-walk Metropolis or ADVI) and map every draw
+    to the model's coefficients."""
     t0 = time.perf_counter()
     target = _target(lat, data)
-    programs = compile_nuts(
-        target, chains=chains, tune=tune, target_accept=target_accept, max_tree_depth=max_tree_depth
-    )
     start = _start(lat, data, theta0, chains, seed)
-    timings["nuts_compile"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    nuts = run_nuts(programs, data, start, draws=draws, seed=seed, progress=progress)
-    timings["nuts"] = time.perf_counter() - t1
+    if method == "nuts":
+        programs = compile_nuts(
+            target,
+            chains=chains,
+            tune=tune,
+            target_accept=target_accept,
+            max_tree_depth=max_tree_depth,
+        )
+        timings["nuts_compile"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        nuts = run_nuts(programs, data, start, draws=draws, seed=seed, progress=progress)
+        timings["nuts"] = time.perf_counter() - t1
+    elif method == "metropolis":
+        from .metropolis import run_metropolis
+
+        nuts = run_metropolis(target, start[0], draws=draws, tune=tune, seed=seed)
+        timings["metropolis"] = time.perf_counter() - t0
+    else:
+        from .advi import run_advi
+
+        nuts, _ = run_advi(target, start[0][0], n_draws=chains * draws, steps=advi_steps, seed=seed)
+        nuts = nuts._replace(
+            **{k: v.reshape(chains, draws, *v.shape[2:]) for k, v in nuts._asdict().items()}
+        )
+        timings["advi"] = time.perf_counter() - t0
     t2 = time.perf_counter()
     flat = nuts.x.reshape(-1, lat.size)
     root, levels, sigma, sds, chols, nu = jax.device_get(
@@ -206,9 +227,3 @@ def sample_latent(
         "nu": nu,
     }
     return LatentRun(nuts, coefs, choices)
-
-
-def theta_start(problem: Problem) -> np.ndarray:
-    """A neutral θ to start from without a pilot: σ and every sd at 1 on the model's scale,
-    no correlation."""
-    return np.zeros(problem.layout.size)

@@ -20,7 +20,9 @@ from .priors import Priors
 from .spec import ModelSpec
 from .table import NaPolicy
 
-__all__ = ["Model"]
+__all__ = ["METHODS", "Model"]
+
+METHODS = ("nuts", "map", "advi", "metropolis")
 
 Progress = Callable[[int, int, str], None]
 
@@ -110,6 +112,8 @@ class Model:
         target_accept: float = 0.8,
         max_tree_depth: int = 10,
         progress: bool | Progress = False,
+        method: str = "nuts",
+        advi_steps: int = 10_000,
     ) -> Fit:
         """Sample θ with NUTS and draw every group coefficient exactly.
 
@@ -125,12 +129,30 @@ class Model:
             NUTS maximum tree depth.
         progress
             ``True`` for a progress bar on stderr, or a callable ``(done, total, phase)``.
+        method
+            ``"nuts"`` (default); ``"map"``: the marginal posterior mode of θ with a Laplace
+            approximation around it, every group coefficient drawn exactly given each θ
+            draw (collapsed engine only); ``"advi"``: mean-field variational inference
+            (NumPyro's ``AutoNormal``); ``"metropolis"``: random-walk Metropolis with an
+            adaptive scale. The last three are for comparison; each fit says what its
+            uncertainty means (:meth:`Fit.notes`).
+        advi_steps
+            Optimisation steps for ``method="advi"``.
         """
         for name, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
             if not isinstance(value, int) or value < low:
                 raise HierlmError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 < target_accept < 1:
             raise HierlmError(f"target_accept must be in (0, 1), got {target_accept!r}")
+        if method not in METHODS:
+            raise HierlmError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method == "map" and self.engine == "full":
+            raise HierlmError(
+                "method='map' is the marginal mode of the variance parameters, with the group "
+                "coefficients integrated out; that needs the collapsed engine (a gaussian or "
+                "lognormal model with engine='auto'). The joint mode of a full-latent model "
+                "puts every group sd at zero; use method='nuts' or 'advi'."
+            )
         settings = {
             "chains": chains,
             "draws": draws,
@@ -142,7 +164,9 @@ class Model:
         callback, close = _progress(progress)
         try:
             if self.engine == "full":
-                return self._fit_latent(settings, callback)
+                return self._fit_latent(settings, callback, method, advi_steps)
+            if method != "nuts":
+                return self._fit_collapsed_other(settings, method, advi_steps)
             return self._fit_collapsed(settings, callback)
         finally:
             close()
@@ -216,7 +240,68 @@ class Model:
         )
         return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
 
-    def _fit_latent(self, settings: dict[str, Any], callback: Progress | None) -> Fit:
+    def _fit_collapsed_other(self, settings: dict[str, Any], method: str, advi_steps: int) -> Fit:
+        """θ by MAP + Laplace, Metropolis or ADVI; group coefficients exact given θ."""
+        import numpy as np
+
+        from .laplace import LogDensity, find_laplace
+        from .posterior import build_idata, draw_coefficients
+        from .sampler import NutsDraws, collapsed_start, collapsed_target, theta_draws
+
+        problem = self.problem
+        chains, draws, seed = settings["chains"], settings["draws"], settings["seed"]
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        _import_in_background("arviz")
+        logp = LogDensity(problem.layout, problem.args)
+        laplace = find_laplace(problem.layout, problem.args, logp=logp)
+        timings["laplace"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        target = collapsed_target(problem.layout, problem.args, laplace)
+        if method == "map":
+            theta = _laplace_draws(laplace, chains * draws, seed).reshape(chains, draws, -1)
+            lp = logp(theta.reshape(-1, theta.shape[-1]))[0].reshape(chains, draws)
+            zeros = np.zeros((chains, draws), dtype=np.int64)
+            run = NutsDraws(
+                theta, zeros.astype(bool), zeros, zeros, -lp, lp, np.zeros((chains, draws))
+            )
+        elif method == "metropolis":
+            from .metropolis import run_metropolis
+
+            x0 = collapsed_start(laplace, logp, chains, seed)[0]
+            run = run_metropolis(target, x0, draws=draws, tune=settings["tune"], seed=seed)
+            theta = theta_draws(run, laplace)
+        else:
+            from .advi import run_advi
+
+            x0 = np.zeros(problem.layout.size)
+            run, _ = run_advi(target, x0, n_draws=chains * draws, steps=advi_steps, seed=seed)
+            run = NutsDraws(*(a.reshape(chains, draws, *a.shape[2:]) for a in run))
+            theta = theta_draws(run, laplace)
+        timings[method] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        coefs = draw_coefficients(problem, theta, seed=seed + 1)
+        d = self.data
+        idata = build_idata(
+            d.design, problem, run, coefs, d.n_rows, d.sum_log_response, d.log_weight
+        )
+        timings["draws"] = time.perf_counter() - t2
+        info = self._info(
+            settings,
+            timings,
+            mode_converged=laplace.converged,
+            mode_iterations=laplace.iterations,
+            method=method,
+        )
+        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+    def _fit_latent(
+        self,
+        settings: dict[str, Any],
+        callback: Progress | None,
+        method: str = "nuts",
+        advi_steps: int = 10_000,
+    ) -> Fit:
         import numpy as np
 
         from .latent_fit import latent_problem, sample_latent
@@ -245,11 +330,15 @@ class Model:
             theta0,
             progress=callback,
             timings=timings,
+            method=method,
+            advi_steps=advi_steps,
             **settings,
         )
         d = self.data
         idata = build_idata(d.design, problem, run.nuts, run.coefs, d.n_rows, d.sum_log_response)
-        info = self._info(settings, timings, engine="full", parameterization=choices, **extra)
+        info = self._info(
+            settings, timings, engine="full", parameterization=choices, method=method, **extra
+        )
         return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
 
     def _info(self, settings: dict[str, Any], timings: dict[str, float], **more: Any) -> FitInfo:
@@ -263,6 +352,28 @@ class Model:
             timings=timings,
             **more,
         )
+
+
+def _laplace_draws(laplace: Any, n: int, seed: int) -> Any:
+    """θ draws from the Laplace approximation ``N(mode, H⁻¹)`` (the exact Hessian)."""
+    import numpy as np
+
+    H = laplace.hessian
+    if H is None or not laplace.converged:
+        raise HierlmError(
+            "method='map' needs the posterior mode of the variance parameters, but the search "
+            "for it did not converge; use method='nuts'"
+        )
+    w, V = np.linalg.eigh(H)
+    if w.min() <= 0:
+        raise HierlmError(
+            "the log posterior is not curved downward at its mode in every direction, so a "
+            "Laplace approximation has no covariance there (a variance parameter the data do "
+            "not identify); use method='nuts'"
+        )
+    root = V / np.sqrt(w)[None, :]
+    z = np.random.default_rng([seed, 4]).standard_normal((n, H.shape[0]))
+    return laplace.mode + z @ root.T
 
 
 def _import_in_background(module: str) -> None:
