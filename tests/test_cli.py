@@ -55,6 +55,25 @@ def test_fit_then_summary(csv_path, tmp_path):
             "unknown distribution",
         ),
         (["summary", "missing.hlm"], "no fit file at missing.hlm"),
+        (["fit", "{csv}", "y ~ x + (1 | a)", "-o", "{out}", "--method", "gibbs"], "method must be"),
+        (
+            ["fit", "{csv}", "y ~ x + (1 | a)", "-o", "{out}", "--family", "binomial"],
+            "needs the number of trials",
+        ),
+        (
+            [
+                "fit",
+                "{csv}",
+                "y ~ x + (1 | a)",
+                "-o",
+                "{out}",
+                "--engine",
+                "collapsed",
+                "--family",
+                "student_t",
+            ],
+            "collapsed engine needs a gaussian",
+        ),
     ],
 )
 def test_errors_are_clear(argv, message, csv_path, tmp_path):

@@ -57,8 +57,20 @@ def fit(
     prior: Annotated[
         list[str] | None, typer.Option("--prior", help='e.g. "sd(county) ~ halfnormal(1)"')
     ] = None,
-    family: Annotated[str, typer.Option(help="gaussian or lognormal.")] = "gaussian",
+    family: Annotated[
+        str,
+        typer.Option(help="gaussian, lognormal, student_t, bernoulli, binomial or poisson."),
+    ] = "gaussian",
     pooling: Annotated[str, typer.Option(help="partial, none or complete.")] = "partial",
+    engine: Annotated[
+        str, typer.Option(help="auto (collapsed where it applies), collapsed or full.")
+    ] = "auto",
+    method: Annotated[
+        str, typer.Option(help="nuts, or for comparison map, advi or metropolis.")
+    ] = "nuts",
+    parameterization: Annotated[
+        str, typer.Option(help="Full engine: auto, centered or noncentered.")
+    ] = "auto",
     chains: int = 4,
     draws: int = 1000,
     tune: int = 1000,
@@ -80,14 +92,24 @@ def fit(
             raise HierlmError(f"--na must be 'drop' or 'error', got {na!r}")
         priors = Priors.from_strings(prior or [])
         table = _read_table(data)
-        model = Model(formula, table, family=family, priors=priors, pooling=pooling, na=na)  # type: ignore[arg-type]
+        model = Model(
+            formula,
+            table,
+            family=family,
+            priors=priors,
+            pooling=pooling,
+            na=na,  # type: ignore[arg-type]
+            engine=engine,
+            parameterization=parameterization,
+        )
         result = model.fit(
             chains=chains,
             draws=draws,
             tune=tune,
             seed=seed,
             target_accept=target_accept,
-            progress=not quiet,
+            progress=not quiet and method == "nuts",
+            method=method,
         )
         result.save(output)
     except HierlmError as exc:
