@@ -64,9 +64,11 @@ def test_constant_response(small_df):
         hl.Model("c ~ x + (1 | a)", small_df.assign(c=1.0))
 
 
-def test_crossed_groupings_refused(small_df):
-    with pytest.raises(hl.FormulaError, match="crossed groupings are not supported yet"):
-        hl.Model("y ~ x + (1 | a) + (1 | b)", small_df)
+def test_crossed_groupings_go_to_the_full_engine(small_df):
+    model = hl.Model("y ~ x + (1 | a) + (1 | b)", small_df)
+    assert model.engine == "full"
+    with pytest.raises(hl.HierlmError, match="crossed groupings; use engine='auto' or 'full'"):
+        hl.Model("y ~ x + (1 | a) + (1 | b)", small_df, engine="collapsed")
 
 
 def test_polars_input_matches_pandas(small_df):

@@ -326,23 +326,29 @@ def test_deeper_bar_on_the_chain() -> None:
     assert [level.terms for level in spec.levels] == [("x",), ("1",), ("1",)]
 
 
-def test_crossed_groupings_are_rejected() -> None:
-    formula = "y ~ x + (1 | county) + (1 | year)"
-    exc = _error(formula, "crossed groupings are not supported yet")
-    assert exc.span is not None
-    assert formula[slice(*exc.span)] == "year"
-    assert "'county' and 'year' are not nested in one chain" in str(exc)
-    assert "county/year" in str(exc)
+def test_crossed_groupings_make_chains() -> None:
+    spec = parse_formula("y ~ x + (1 | county) + (1 | year)")
+    assert [lv.path for lv in spec.levels] == [("county",)]
+    assert [[lv.path for lv in chain] for chain in spec.crossed] == [[("year",)]]
+    assert not spec.collapsible
+    assert spec.all_group_columns == ("county", "year")
 
 
-def test_diverging_paths_are_crossed() -> None:
+def test_diverging_paths_make_two_chains() -> None:
+    spec = parse_formula("y ~ (1 | state/county) + (1 | region/district)")
+    assert [lv.path for lv in spec.levels] == [("state",), ("state", "county")]
+    assert [[lv.path for lv in c] for c in spec.crossed] == [[("region",), ("region", "district")]]
+
+
+def test_sibling_combinations_are_crossed_chains() -> None:
+    spec = parse_formula("y ~ (1 | a:b) + (1 | a:c)")
+    assert [lv.path for lv in spec.levels] == [("a", "b")]
+    assert [[lv.path for lv in c] for c in spec.crossed] == [[("a", "c")]]
+
+
+def test_one_level_name_in_two_chains_is_refused() -> None:
     formula = "y ~ (1 | state/county) + (1 | region/county)"
-    assert _pointed(formula, "not nested in one chain") == "region/county"
-
-
-def test_sibling_combinations_are_crossed() -> None:
-    formula = "y ~ (1 | a:b) + (1 | a:c)"
-    assert _pointed(formula, "not nested in one chain") == "a:c"
+    assert _pointed(formula, "would both be the level 'county'") == "region/county"
 
 
 @pytest.mark.parametrize(
@@ -522,11 +528,11 @@ def test_unclosed_string() -> None:
 
 
 def test_message_shows_the_formula_with_a_caret() -> None:
-    formula = "y ~ x + (1 | county) + (1 | year)"
-    exc = _error(formula, "crossed")
+    formula = "y ~ x + (1 | county) + (1 | c/county)"
+    exc = _error(formula, "both be the level")
     lines = str(exc).splitlines()
     assert lines[-2] == f"    {formula}"
-    assert lines[-1] == "    " + " " * 28 + "^^^^"
+    assert lines[-1] == "    " + " " * 13 + "^" * len("county")
 
 
 def test_trials_and_offset_are_read() -> None:

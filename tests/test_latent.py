@@ -227,3 +227,59 @@ def test_divergences_are_attributed_to_the_funnel_level():
     assert "noncentered" in by_level["a"].fix
     assert by_level["b"].severity == "ok"
     assert divergences_by_level({"a": sd_a}, np.zeros_like(diverging), {}) == []
+
+
+def simulate_crossed(seed: int = 7, counties: int = 30, years: int = 12, rows: int = 4):
+    rng = np.random.default_rng(seed)
+    county = np.repeat(np.arange(counties), years * rows)
+    year = np.tile(np.repeat(np.arange(years), rows), counties)
+    x = rng.normal(0, 1, len(county))
+    u, v = rng.normal(0, 0.6, counties), rng.normal(0, 0.3, years)
+    y = 1.0 + 0.5 * x + u[county] + v[year] + rng.normal(0, 0.5, len(x))
+    frame = pd.DataFrame({"y": y, "x": x, "county": [f"c{i}" for i in county]})
+    return frame.assign(year=2000 + year), u, v
+
+
+@pytest.mark.slow
+def test_crossed_county_by_year_recovers_both_sds():
+    frame, u, v = simulate_crossed()
+    model = hl.Model("y ~ x + (1 | county) + (1 | year)", frame)
+    assert model.engine == "full" and model.n_groups == {"county": 30, "year": 12}
+    fit = model.fit(seed=1)
+    post = fit.idata.posterior
+    for name, effects in (("sd_county", u), ("sd_year", v)):
+        lo, hi = np.quantile(post[name].values, [0.05, 0.95])
+        realised = float(np.std(effects, ddof=1))
+        assert lo < realised < hi, (name, lo, hi, realised)
+    # Each year's coefficients: the population plus that year's deviation.
+    year_effect = post["beta_year"].sel(coef="Intercept") - post["beta"].sel(coef="Intercept")
+    got = year_effect.mean(("chain", "draw")).values
+    assert np.corrcoef(got, v)[0, 1] > 0.9
+    assert list(post["beta_year"].coords["year"].values[:2]) == ["2000", "2001"]
+    table = fit.summary()
+    assert table["r_hat"].max() < 1.01 and table["ess_bulk"].min() > 400
+    assert any("(crossed: year)" in line for line in [_groups_line(fit)])
+
+
+def _groups_line(fit) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hierlm.present import render_summary
+
+    buffer = StringIO()
+    render_summary(fit, Console(file=buffer, width=200))
+    return next(line for line in buffer.getvalue().splitlines() if line.startswith("groups:"))
+
+
+def test_crossed_groupings_need_the_full_engine_and_partial_pooling():
+    frame, _, _ = simulate_crossed(counties=4, years=3, rows=2)
+    formula = "y ~ x + (1 | county) + (1 | year)"
+    with pytest.raises(HierlmError, match="crossed groupings"):
+        hl.Model(formula, frame, engine="collapsed")
+    with pytest.raises(HierlmError, match="pooling='none' is defined for one nesting chain"):
+        hl.Model(formula, frame, pooling="none")
+    model = hl.Model(formula, frame)
+    assert model.data.rows is not None and len(model.data.rows.crossed_leaf) == 1
+    assert model.data.design.level_names == ("county", "year")

@@ -196,6 +196,22 @@ class Design:
     levels: tuple[LevelCoefs, ...]
     tree: GroupTree
     scaling: Scaling
+    crossed: tuple[GroupTree, ...] = ()
+
+    @property
+    def trees(self) -> tuple[GroupTree, ...]:
+        """The primary tree, then one per crossed chain (``levels`` follows this order)."""
+        return (self.tree, *self.crossed)
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """Every level's name, in the order of ``levels``."""
+        return tuple(name for tree in self.trees for name in tree.level_names)
+
+    @property
+    def level_labels(self) -> tuple[tuple[str, ...], ...]:
+        """Every level's group labels, in the order of ``levels``."""
+        return tuple(labels for tree in self.trees for labels in tree.labels)
 
     @property
     def coef_names(self) -> tuple[str, ...]:
@@ -214,7 +230,7 @@ class Design:
 def level_coefs(spec: ModelSpec, encoding: FixedEncoding) -> tuple[LevelCoefs, ...]:
     """Coefficient blocks per level from the spec's terms."""
     out = []
-    for level in spec.levels:
+    for level in spec.all_levels:
         blocks, corr = [], []
         for block in level.blocks:
             idx = tuple(

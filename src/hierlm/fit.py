@@ -161,10 +161,10 @@ class Fit:
         if self.info.n_dropped:
             cols = ", ".join(f"{c}: {n}" for c, n in self.info.dropped_by_column.items())
             out.append(f"{self.info.n_dropped} rows with missing values were dropped ({cols}).")
-        for rep in self.design.tree.repeated[:10]:
-            out.append(str(rep))
-        if len(self.design.tree.repeated) > 10:
-            out.append(f"... and {len(self.design.tree.repeated) - 10} more repeated labels.")
+        repeated = [rep for tree in self.design.trees for rep in tree.repeated]
+        out += [str(rep) for rep in repeated[:10]]
+        if len(repeated) > 10:
+            out.append(f"... and {len(repeated) - 10} more repeated labels.")
         return out
 
     def save(self, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
@@ -267,7 +267,7 @@ def load(path: str | os.PathLike[str]) -> Fit:
 
 
 def _is_group_var(name: str, design: Design) -> bool:
-    return any(name == f"beta_{lv}" for lv in design.tree.level_names)
+    return any(name == f"beta_{lv}" for lv in design.level_names)
 
 
 def _drop_fixed_entries(table: pd.DataFrame) -> pd.DataFrame:

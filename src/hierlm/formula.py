@@ -471,7 +471,8 @@ class _Parser:
                 0,
                 tilde - 1,
             )
-        fixed, levels, offset = self._parse_rhs(tilde, family)
+        fixed, chains, offset = self._parse_rhs(tilde, family)
+        levels = chains[0] if chains else ()
         transform: Transform = "log" if log_lhs or family == "lognormal" else "identity"
         return ModelSpec(
             formula=self.formula,
@@ -485,6 +486,7 @@ class _Parser:
             offset=offset,
             se=se,
             se_sigma=se_sigma,
+            crossed=chains[1:],
         )
 
     def _parse_lhs(self, tilde: int) -> tuple[str, bool, tuple[str, str, bool] | None]:
@@ -595,7 +597,7 @@ class _Parser:
 
     def _parse_rhs(
         self, tilde: int, family: Family
-    ) -> tuple[str, tuple[LevelSpec, ...], str | None]:
+    ) -> tuple[str, tuple[tuple[LevelSpec, ...], ...], str | None]:
         """Parse tokens after ``~``: the fixed formula, the levels and the offset column."""
         lo, hi = tilde + 1, len(self.tokens)
         if lo == hi:
@@ -877,26 +879,18 @@ class _Parser:
             paths.append(prefix)
         return tuple(paths)
 
-    def _levels(self, bars: list[_Bar]) -> tuple[LevelSpec, ...]:
-        """Merge the group terms into one nesting chain of levels."""
+    def _levels(self, bars: list[_Bar]) -> tuple[tuple[LevelSpec, ...], ...]:
+        """Merge the group terms into nesting chains of levels, the longest chain first.
+
+        A grouping joins the chain whose deepest grouping is a prefix of it
+        (``state`` then ``state:county``); one that nests in no chain, or crosses one,
+        starts a chain of its own (``county`` and ``year``)."""
         blocks: dict[tuple[str, ...], list[Block]] = {}
         varying: dict[tuple[str, ...], set[str]] = {}
+        spans: dict[tuple[str, ...], tuple[int, int]] = {}
         for bar in bars:
             for path in bar.paths:
-                if path in blocks:
-                    continue
-                for other in blocks:
-                    n = min(len(path), len(other))
-                    if path[:n] != other[:n]:
-                        raise FormulaError(
-                            f"groupings '{_display(other)}' and '{_display(path)}' are not "
-                            "nested in one chain; crossed groupings are not supported yet. "
-                            f"If {path[-1]} is nested in {other[-1]}, write "
-                            f"(... | {_display(other)}/{path[-1]})",
-                            self.formula,
-                            bar.grouping_span,
-                        )
-            for path in bar.paths:
+                spans.setdefault(path, bar.grouping_span)
                 done = varying.setdefault(path, set())
                 for term, span, implicit in bar.sources:
                     if term not in done:
@@ -918,5 +912,26 @@ class _Parser:
                     raise FormulaError(message, self.formula, span)
                 done.update(term for term, _, _ in bar.sources)
                 blocks.setdefault(path, []).extend(bar.blocks)
-        ordered = sorted(blocks, key=len)
-        return tuple(LevelSpec(path[-1], path, tuple(blocks[path])) for path in ordered)
+        chains: list[list[tuple[str, ...]]] = []
+        for path in sorted(blocks, key=len):
+            home = [c for c in chains if path[: len(c[-1])] == c[-1]]
+            if home:
+                home[0].append(path)
+            else:
+                chains.append([path])
+        chains.sort(key=len, reverse=True)
+        names: dict[str, tuple[str, ...]] = {}
+        for chain in chains:
+            for path in chain:
+                if path[-1] in names:
+                    raise FormulaError(
+                        f"two groupings, '{_display(names[path[-1]])}' and '{_display(path)}', "
+                        f"would both be the level '{path[-1]}'; rename one of the columns",
+                        self.formula,
+                        spans[path],
+                    )
+                names[path[-1]] = path
+        return tuple(
+            tuple(LevelSpec(path[-1], path, tuple(blocks[path])) for path in chain)
+            for chain in chains
+        )

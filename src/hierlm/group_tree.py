@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .spec import ModelSpec
+from .spec import LevelSpec, ModelSpec
 
 __all__ = ["GroupTree", "RepeatedLabel", "build_group_tree"]
 
@@ -111,7 +111,9 @@ def _label_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return merged.astype(np.int64)[code], np.asarray(labels, dtype=object)
 
 
-def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, np.ndarray]:
+def build_group_tree(
+    spec: ModelSpec, frame: pd.DataFrame, levels: tuple[LevelSpec, ...] | None = None
+) -> tuple[GroupTree, np.ndarray]:
     """Build the tree from a table and return it with each row's leaf node id.
 
     Parameters
@@ -120,6 +122,8 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
         The model; its levels give the nesting chain.
     frame
         Rows with the grouping columns, no missing values.
+    levels
+        Another nesting chain of the model (a crossed one), instead of ``spec.levels``.
 
     Returns
     -------
@@ -131,10 +135,11 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
     DataError
         When a level has fewer than two groups.
     """
-    if not spec.levels:
+    chain = spec.levels if levels is None else levels
+    if not chain:
         empty = GroupTree((), (), (), (), ())
         return empty, np.zeros(len(frame), dtype=np.int64)
-    columns = spec.group_columns
+    columns = chain[-1].path
     codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for col in columns:
         codes[col] = _label_codes(frame[col])
@@ -150,7 +155,7 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
     labels, parents, repeated = [], [], []
     prev_ids: np.ndarray | None = None
     prev_level: str | None = None
-    for level in spec.levels:
+    for level in chain:
         ids = path_ids[len(level.path)]
         n_nodes = int(ids.max()) + 1
         first = np.zeros(n_nodes, dtype=np.int64)
@@ -175,8 +180,8 @@ def build_group_tree(spec: ModelSpec, frame: pd.DataFrame) -> tuple[GroupTree, n
         parents.append(parent)
         prev_ids, prev_level = ids, level.name
     tree = GroupTree(
-        level_names=tuple(lv.name for lv in spec.levels),
-        paths=tuple(lv.path for lv in spec.levels),
+        level_names=tuple(lv.name for lv in chain),
+        paths=tuple(lv.path for lv in chain),
         labels=tuple(labels),
         parents=tuple(parents),
         repeated=tuple(repeated),

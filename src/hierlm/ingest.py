@@ -44,6 +44,8 @@ class Rows:
         Added to the linear predictor (zeros without an offset).
     se
         Known standard errors of y on the model's scale (zeros without ``se()``).
+    crossed_leaf
+        Each row's leaf node in every crossed chain.
     """
 
     x: np.ndarray
@@ -52,6 +54,7 @@ class Rows:
     trials: np.ndarray
     offset: np.ndarray
     se: np.ndarray
+    crossed_leaf: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ def _needed_columns(spec: ModelSpec) -> list[str]:
     for rhs in (spec.fixed, *spec.varying_terms):
         variables |= set(Formula(rhs).required_variables)
     extra = [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
-    predictors = sorted(variables - {spec.response} - set(extra))
-    return [spec.response, *predictors, *extra, *spec.group_columns]
+    predictors = sorted(variables - {spec.response} - set(extra) - set(spec.all_group_columns))
+    groups = spec.all_group_columns
+    return [spec.response, *predictors, *extra, *groups]
 
 
 def _categorical(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -125,9 +129,10 @@ def ingest(
     columns = _needed_columns(spec)
     table = prepare_table(data, columns, spec.response, spec.transform == "log", na)
     check_family(table.frame, spec.family, spec.response, spec.trials, spec.offset, spec.se)
-    extra = {spec.trials, spec.offset, spec.se, *spec.group_columns}
+    extra = {spec.trials, spec.offset, spec.se, *spec.all_group_columns}
     frame = _categorical(table.frame, [c for c in columns[1:] if c not in extra])
     tree, leaf = build_group_tree(spec, frame)
+    crossed = [build_group_tree(spec, frame, chain) for chain in spec.crossed]
     encoding = build_encoding(spec, frame.iloc[:chunk_rows])
     y_all = frame[spec.response].to_numpy(dtype=np.float64)
     if spec.transform == "log":
@@ -152,7 +157,14 @@ def ingest(
         raise DataError(
             f"response {spec.response!r} is constant ({y_all[0]!r}); there is nothing to model"
         )
-    design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling)
+    design = Design(
+        spec,
+        encoding,
+        level_coefs(spec, encoding),
+        tree,
+        scaling,
+        tuple(t for t, _ in crossed),
+    )
     n = len(frame)
     x_std = np.concatenate(kept) / scaling.x_scale if kept else np.zeros((0, encoding.p))
     y_std = (y_all - scaling.y_shift) / scaling.y_scale
@@ -173,6 +185,7 @@ def ingest(
             trials=frame[spec.trials].to_numpy(np.float64) if spec.trials else np.ones(n),
             offset=frame[spec.offset].to_numpy(np.float64) if spec.offset else np.zeros(n),
             se=se,
+            crossed_leaf=tuple(ids.astype(np.int32) for _, ids in crossed),
         )
     return Ingested(
         design=design,

@@ -54,12 +54,21 @@ class LatentLayout:
         Groups per level, top first.
     centered
         Per level, whether its deviations are centred.
+    chain_of
+        Per level, its nesting chain: 0 for the primary chain (which carries the
+        population coefficients), 1, 2, ... for crossed chains (deviations only). Empty
+        means every level is in the primary chain.
     """
 
     layout: Layout
     family: str
     sizes: tuple[int, ...]
     centered: tuple[bool, ...]
+    chain_of: tuple[int, ...] = ()
+
+    def chains(self) -> tuple[int, ...]:
+        """Per level, its chain (0 when ``chain_of`` is empty)."""
+        return self.chain_of or (0,) * len(self.sizes)
 
     @property
     def has_nu(self) -> bool:
@@ -91,16 +100,24 @@ class LatentData(NamedTuple):
     trials: jax.Array
     offset: jax.Array
     se: jax.Array
+    crossed_leaf: tuple[jax.Array, ...] = ()
 
 
 class Coefficients(NamedTuple):
-    """Model quantities at one parameter vector."""
+    """Model quantities at one parameter vector.
+
+    ``levels`` holds every level's group coefficients (for a crossed chain, the population
+    plus the group's deviations); ``primary_leaf`` the primary chain's leaf coefficients and
+    ``crossed_leaf`` each crossed chain's leaf deviations, which the linear predictor adds.
+    """
 
     theta: Unpacked
     nu: jax.Array
     root: jax.Array
     levels: tuple[jax.Array, ...]
     latent_log_prior: jax.Array
+    primary_leaf: jax.Array
+    crossed_leaf: tuple[jax.Array, ...]
 
 
 def _split(x: jax.Array, lat: LatentLayout):
@@ -132,10 +149,14 @@ def coefficients(x: jax.Array, data: LatentData, lat: LatentLayout) -> Coefficie
         # Gamma(2, 0.1) on ν, with the Jacobian of ν = 1 + exp(r).
         lp += 2 * math.log(0.1) + jnp.log(nu) - 0.1 * nu + r
     root = data.args.m0 + u.L0 @ z0
-    prev = root[None, :]
+    chain_of = lat.chains()
+    prev = {0: root[None, :]}
     levels = []
     for li, (lv, w) in enumerate(zip(lat.layout.levels, parts, strict=True)):
-        beta = prev[data.parents[li]]
+        chain = chain_of[li]
+        # A crossed chain starts from zero: it adds deviations to the primary chain's β.
+        start = prev.get(chain, jnp.zeros((1, root.shape[0]), root.dtype))
+        beta = start[data.parents[li]]
         q = len(lv.v)
         if q:
             lam = u.levels[li].lam
@@ -150,8 +171,13 @@ def coefficients(x: jax.Array, data: LatentData, lat: LatentLayout) -> Coefficie
             lp += -0.5 * w.size * _LOG_2PI
             beta = beta.at[:, np.asarray(lv.v)].add(delta)
         levels.append(beta)
-        prev = beta
-    return Coefficients(u, nu, root, tuple(levels), lp)
+        prev[chain] = beta
+    crossed = tuple(prev[c] for c in sorted(set(chain_of)) if c > 0)
+    primary = prev[0]
+    shown = tuple(
+        lv if chain == 0 else lv + root[None, :] for lv, chain in zip(levels, chain_of, strict=True)
+    )
+    return Coefficients(u, nu, root, shown, lp, primary, crossed)
 
 
 def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
@@ -163,8 +189,9 @@ def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
 
 def _row_log_lik(c: Coefficients, data: LatentData, lat: LatentLayout) -> jax.Array:
     family = lat.family
-    leaf_beta = c.levels[-1] if c.levels else c.root[None, :]
-    eta = jnp.sum(data.x * leaf_beta[data.leaf], axis=1) + data.offset
+    eta = jnp.sum(data.x * c.primary_leaf[data.leaf], axis=1) + data.offset
+    for dev, leaf in zip(c.crossed_leaf, data.crossed_leaf, strict=True):
+        eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
     y = data.y
     if family in ("gaussian", "lognormal"):
         # Known standard errors add to the residual variance (se() models; zeros otherwise).

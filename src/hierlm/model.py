@@ -81,9 +81,19 @@ class Model:
         _jax.configure()
         self.spec: ModelSpec = parse_formula(formula, family=family, pooling=pooling)
         if engine == "collapsed" and not self.spec.collapsible:
+            why = (
+                "crossed groupings"
+                if self.spec.crossed and self.spec.family in ("gaussian", "lognormal")
+                else f"the family {self.spec.family!r}"
+            )
             raise HierlmError(
-                f"the collapsed engine needs a gaussian or lognormal family, not "
-                f"{self.spec.family!r}; use engine='auto' or 'full'"
+                f"the collapsed engine needs a gaussian or lognormal model with one nesting "
+                f"chain, and this one has {why}; use engine='auto' or 'full'"
+            )
+        if self.spec.crossed and pooling != "partial":
+            raise HierlmError(
+                f"pooling={pooling!r} is defined for one nesting chain; with crossed groupings "
+                "use pooling='partial', or drop the crossed grouping"
             )
         self.engine = "collapsed" if engine != "full" and self.spec.collapsible else "full"
         self.parameterization = parameterization
@@ -94,8 +104,9 @@ class Model:
     @property
     def n_groups(self) -> dict[str, int]:
         """Number of groups per level."""
-        tree = self.data.design.tree
-        return dict(zip(tree.level_names, tree.sizes, strict=True))
+        design = self.data.design
+        sizes = [len(labels) for labels in design.level_labels]
+        return dict(zip(design.level_names, sizes, strict=True))
 
     def log_density(self, theta):
         """The collapsed log density of θ (unconstrained), for tests and advanced use."""

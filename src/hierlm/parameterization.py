@@ -27,7 +27,7 @@ import numpy as np
 from .errors import HierlmError
 from .group_tree import GroupTree
 
-__all__ = ["LevelChoice", "choose", "moment_sds"]
+__all__ = ["LevelChoice", "check_levels", "choose", "moment_sds"]
 
 CHOICES = ("auto", "centered", "noncentered")
 _CENTRED_ABOVE = 4.0
@@ -59,6 +59,17 @@ def _requested(parameterization: str | dict[str, str], level: str) -> str:
     return value
 
 
+def check_levels(parameterization: str | dict[str, str], names: tuple[str, ...]) -> None:
+    """Refuse a per-level parameterisation that names a level the model lacks."""
+    if isinstance(parameterization, dict):
+        unknown = set(parameterization) - set(names)
+        if unknown:
+            raise HierlmError(
+                f"parameterization names the level {sorted(unknown)[0]!r}, which the model does "
+                f"not have; its levels are {', '.join(names)}"
+            )
+
+
 def choose(
     tree: GroupTree,
     leaf_rows: np.ndarray,
@@ -82,13 +93,6 @@ def choose(
     row_information
         Fisher information about the linear predictor per row (``w`` in the Notes).
     """
-    if isinstance(parameterization, dict):
-        unknown = set(parameterization) - set(tree.level_names)
-        if unknown:
-            raise HierlmError(
-                f"parameterization names the level {sorted(unknown)[0]!r}, which the model does "
-                f"not have; its levels are {', '.join(tree.level_names)}"
-            )
     n_levels = tree.n_levels
     typical_var: list[float] = [0.0] * n_levels
     below_var = 1.0 / max(float(np.median(leaf_rows)) * row_information, 1e-12)

@@ -140,7 +140,7 @@ def build_idata(
                 coords[f"coef_{name}_"] = coords[f"coef_{name}"]
                 dims[f"corr_{name}"] = [f"coef_{name}", f"coef_{name}_"]
         posterior[f"beta_{name}"] = shaped(design.to_original(coefs["levels"][li]))
-        coords[name] = list(design.tree.labels[li])
+        coords[name] = list(design.level_labels[li])
         dims[f"beta_{name}"] = [name, "coef"]
     sample_stats = {
         "diverging": nuts.diverging,

@@ -34,11 +34,15 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
     console.print(
         f"family: {family}   pooling: {spec.pooling}   rows: {info.n_rows:,}   engine: {engine}"
     )
-    if d.tree.level_names:
-        levels = ", ".join(
-            f"{n}: {g:,}" for n, g in zip(d.tree.level_names, d.tree.sizes, strict=True)
+    if d.level_names:
+        sizes = [len(labels) for labels in d.level_labels]
+        levels = ", ".join(f"{n}: {g:,}" for n, g in zip(d.level_names, sizes, strict=True))
+        crossed = (
+            "   (crossed: " + ", ".join("/".join(t.level_names) for t in d.crossed) + ")"
+            if d.crossed
+            else ""
         )
-        console.print(f"groups: {levels}")
+        console.print(f"groups: {levels}{crossed}")
     sampling = (
         f"chains: {info.chains}   draws: {info.draws}   tune: {info.tune}   seed: {info.seed}"
     )
@@ -71,8 +75,8 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
         ]
         params.add_row(escape(str(label)), *cells)
     console.print(params)
-    if not groups and d.tree.level_names:
-        n = sum(d.tree.sizes) * len(d.coef_names)
+    if not groups and d.level_names:
+        n = sum(len(labels) for labels in d.level_labels) * len(d.coef_names)
         console.print(
             f"[dim]{n:,} group coefficients (beta_<level>) are in the fit; show them with --groups.[/dim]"
         )

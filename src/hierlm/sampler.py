@@ -58,6 +58,9 @@ class Target(NamedTuple):
         Length of ``x``.
     small
         Prefer quick compilation (see :func:`hierlm.compiled.program`).
+    dense_mass
+        Adapt a dense mass matrix (for targets with strong linear correlations, such as an
+        intercept against every group's deviation); diagonal otherwise.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Target(NamedTuple):
     data: Any
     dim: int
     small: bool
+    dense_mass: bool = False
 
 
 def collapsed_target(layout: Layout, args: DensityArgs, laplace: Laplace | None) -> Target:
@@ -97,7 +101,12 @@ class NutsDraws(NamedTuple):
 
 
 def _one_chain_fns(
-    log_p: Callable, tune: int, target_accept: float, max_tree_depth: int, chunk: int
+    log_p: Callable,
+    tune: int,
+    target_accept: float,
+    max_tree_depth: int,
+    chunk: int,
+    dense_mass: bool = False,
 ):
     """Initialise one chain, and run one chain for ``chunk`` iterations."""
 
@@ -127,6 +136,7 @@ def _one_chain_fns(
             tune,
             target_accept_prob=target_accept,
             max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
             model_args=(data,),
             rng_key=key,
         )
@@ -208,7 +218,7 @@ def compile_nuts(
     its chains, so chains run in parallel and each takes its own tree depth (vectorised
     chains all wait for the deepest).
     """
-    settings = (tune, target_accept, max_tree_depth, chunk)
+    settings = (tune, target_accept, max_tree_depth, chunk, target.dense_mass)
     init_one, chunk_one = _one_chain_fns(target.log_density, *settings)
     n_dev = _chain_devices(chains)
     per = chains // n_dev

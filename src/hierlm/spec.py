@@ -107,6 +107,10 @@ class ModelSpec:
     se_sigma
         With ``se``: also estimate a residual sd on top of the known ones
         (``se(s, sigma = TRUE)``).
+    crossed
+        Further nesting chains that cross ``levels`` (``(1 | county) + (1 | year)``): their
+        groups' deviations add to the linear predictor, with no population part of their
+        own.
     offset
         A column added to the linear predictor with coefficient 1 (``offset(col)``).
     """
@@ -122,6 +126,22 @@ class ModelSpec:
     offset: str | None = None
     se: str | None = None
     se_sigma: bool = False
+    crossed: tuple[tuple[LevelSpec, ...], ...] = ()
+
+    @property
+    def chains(self) -> tuple[tuple[LevelSpec, ...], ...]:
+        """Every nesting chain, the primary one (``levels``) first."""
+        return ((self.levels,) if self.levels else ()) + self.crossed
+
+    @property
+    def all_levels(self) -> tuple[LevelSpec, ...]:
+        """Every level of every chain, in chain order."""
+        return tuple(level for chain in self.chains for level in chain)
+
+    @property
+    def all_group_columns(self) -> tuple[str, ...]:
+        """Every grouping column of every chain, without repeats."""
+        return tuple(dict.fromkeys(c for chain in self.chains for c in chain[-1].path))
 
     @property
     def has_sigma(self) -> bool:
@@ -145,6 +165,7 @@ class ModelSpec:
             self.family in COLLAPSIBLE_FAMILIES
             and self.offset is None
             and not (self.se is not None and self.se_sigma)
+            and not self.crossed
         )
 
     @property
@@ -156,7 +177,7 @@ class ModelSpec:
     def varying_terms(self) -> tuple[str, ...]:
         """Every term that varies at some level, in order of first appearance."""
         seen: dict[str, None] = {}
-        for level in self.levels:
+        for level in self.all_levels:
             for term in level.terms:
                 seen.setdefault(term, None)
         return tuple(seen)
