@@ -35,7 +35,14 @@ from jax.scipy.special import gammaln
 
 from .density import DensityArgs, Layout, Unpacked, unpack
 
-__all__ = ["LatentData", "LatentLayout", "coefficients", "joint_log_density", "pointwise"]
+__all__ = [
+    "LatentData",
+    "LatentLayout",
+    "coefficients",
+    "joint_log_density",
+    "numpyro_model",
+    "pointwise",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -214,3 +221,62 @@ def joint_log_density(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.
     """``log p(y, β, θ)`` at the flat vector ``x`` (unconstrained, Jacobians included)."""
     c = coefficients(x, data, lat)
     return jnp.sum(_row_log_lik(c, data, lat)) + c.latent_log_prior + c.theta.log_prior
+
+
+def numpyro_model(data: LatentData, lat: LatentLayout, level_names: tuple[str, ...]) -> None:
+    """The full-latent model as a NumPyro model with named sites.
+
+    Sites: ``theta`` (θ, flat prior; its priors and Jacobians enter as the factor
+    ``theta_prior``), ``nu_raw`` for Student-t, ``z_root``, per level ``z_<level>``
+    (non-centred, standard normal) or ``delta_<level>`` (centred, ``N(0, ΛΛᵀ)``), and the
+    observed ``y``. Its log density equals :func:`joint_log_density` at the same point, so
+    NumPyro's tools (``Predictive``, ``log_likelihood``, autoguides) apply to the model
+    hierlm samples.
+    """
+    from ._numpyro import ensure_imported
+
+    ensure_imported()
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+
+    layout = lat.layout
+    theta = numpyro.sample("theta", dist.ImproperUniform(constraints.real, (), (layout.size,)))
+    parts = [theta]
+    u = unpack(theta, data.args, layout)
+    numpyro.factor("theta_prior", u.log_prior)
+    if lat.has_nu:
+        r = numpyro.sample("nu_raw", dist.ImproperUniform(constraints.real, (), ()))
+        nu = 1.0 + jnp.exp(r)
+        numpyro.factor("nu_prior", dist.Gamma(2.0, 0.1).log_prob(nu) + r)
+        parts.append(r[None])
+    normal = dist.Normal(0.0, 1.0)
+    parts.append(numpyro.sample("z_root", normal.expand([layout.p]).to_event(1)))
+    for li, (name, g, lv) in enumerate(zip(level_names, lat.sizes, layout.levels, strict=True)):
+        q = len(lv.v)
+        if not q:
+            continue
+        if lat.centered[li]:
+            mvn = dist.MultivariateNormal(jnp.zeros(q), scale_tril=u.levels[li].lam)
+            w = numpyro.sample(f"delta_{name}", mvn.expand([g]).to_event(1))
+        else:
+            w = numpyro.sample(f"z_{name}", normal.expand([g, q]).to_event(2))
+        parts.append(w.ravel())
+    c = coefficients(jnp.concatenate(parts), data, lat)
+    eta = jnp.sum(data.x * c.primary_leaf[data.leaf], axis=1) + data.offset
+    for dev, leaf in zip(c.crossed_leaf, data.crossed_leaf, strict=True):
+        eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
+    family = lat.family
+    if family in ("gaussian", "lognormal"):
+        var = data.se**2 + (c.theta.sigma**2 if layout.has_sigma else 0.0)
+        likelihood = dist.Normal(eta, jnp.sqrt(var))
+    elif family == "student_t":
+        likelihood = dist.StudentT(c.nu, eta, c.theta.sigma)
+    elif family == "bernoulli":
+        likelihood = dist.Bernoulli(logits=eta)
+    elif family == "binomial":
+        likelihood = dist.Binomial(total_count=data.trials, logits=eta)
+    else:
+        likelihood = dist.Poisson(jnp.exp(eta))
+    with numpyro.plate("rows", data.y.shape[0]):
+        numpyro.sample("y", likelihood, obs=data.y)
