@@ -4,10 +4,9 @@ Minnesota radon, ``log_radon ~ floor + (1 + floor | county)`` (85 counties, 919 
 The full-latent engine samples all 170 county coefficients, either centred (each county's
 deviation directly) or non-centred (standard normals scaled by the county sds); hierlm's
 default collapsed engine integrates them out and samples only the variance parameters.
-With a few homes per county the centred form makes the classic funnel: NUTS diverges in
-its neck, or (as NumPyro's NUTS mostly does here) never enters it, so the chains fail to mix
-and the sd of the floor slope is biased away from zero. ``Fit.diagnose()`` names the county
-level either way. The collapsed form has no funnel to fall into.
+With a few homes per county the centred form makes the classic funnel: NUTS diverges where
+the floor slope's sd is small, the chains mix poorly, and ``Fit.diagnose()`` names the
+county level. The collapsed form has no funnel to fall into.
 
     python examples/parameterizations.py [--out examples/parameterizations.md]
 

@@ -24,9 +24,7 @@ def test_centred_funnel_diverges_and_collapsed_does_not(tmp_path):
     rows = {r["variant"]: r for r in example.compare(seed=1)}
     centred = rows["centred, full latent"]
     collapsed = rows["collapsed (hierlm default)"]
-    # The funnel shows as divergences or as chains that never reach the neck (no mixing);
-    # either way diagnose() names the county level.
-    assert centred["divergences"] > 0 or centred["max_rhat"] > 1.01
+    assert centred["divergences"] > 0
     assert any("'county' looks like a funnel" in f for f in centred["funnel"])
     assert collapsed["divergences"] == 0
     assert collapsed["min_ess"] > centred["min_ess"]

@@ -88,8 +88,8 @@ def test_joint_density_matches_a_hand_written_one():
 
 
 def test_centered_and_noncentered_are_the_same_model():
-    """Same β at matching points: centred δ = Λ w gives the non-centred β, and the two
-    densities differ by the Jacobian log|det Λ| per group."""
+    """Same β at matching points: the centred coordinates are the groups' coefficients,
+    parent's + Λ w, and the two densities differ by the Jacobian log|det Λ| per group."""
     from hierlm.latent import coefficients, joint_log_density
     from hierlm.latent_fit import latent_problem
 
@@ -106,8 +106,7 @@ def test_centered_and_noncentered_are_the_same_model():
     for li, (g, lv) in enumerate(zip(lat_nc.sizes, lat_nc.layout.levels, strict=True)):
         q = len(lv.v)
         lam = np.asarray(c_nc.theta.levels[li].lam)
-        w = x_nc[pos : pos + g * q].reshape(g, q)
-        x_c[pos : pos + g * q] = (w @ lam.T).ravel()
+        x_c[pos : pos + g * q] = np.asarray(c_nc.levels[li])[:, list(lv.v)].ravel()
         log_det += g * np.log(np.abs(np.diag(lam))).sum()
         pos += g * q
     c_c = coefficients(x_c, data, lat_c)
@@ -297,7 +296,7 @@ def _sites(x, lat, names):
     for li, (name, g, lv) in enumerate(zip(names, lat.sizes, lat.layout.levels, strict=True)):
         q = len(lv.v)
         if q:
-            key = f"delta_{name}" if lat.centered[li] else f"z_{name}"
+            key = f"beta_{name}" if lat.centered[li] else f"z_{name}"
             out[key] = x[pos : pos + g * q].reshape(g, q)
             pos += g * q
     return out

@@ -97,13 +97,15 @@ def divergences_by_level(
     diverging: np.ndarray,
     centered: dict[str, bool],
     mixing: dict[str, tuple[float, float]] | None = None,
+    sd_names: dict[str, list[str]] | None = None,
 ) -> list[Finding]:
     """Where divergent draws sit in each level's sd, and which level is a funnel.
 
     Parameters
     ----------
     sds
-        Per level name, draws of the sd of its first varying coefficient (chain, draw).
+        Per level name, draws of its sds, (chain, draw) or (chain, draw, q) with
+        ``sd_names`` naming the q entries.
     diverging
         Divergence flags (chain, draw).
     centered
@@ -134,14 +136,20 @@ def divergences_by_level(
         rhat, ess = mixing.get(level, (1.0, np.inf))
         stuck = centered.get(level, False) and (rhat > 1.01 or ess < 400)
         if n_div:
-            values = np.asarray(draws).ravel()
-            ranks = (np.argsort(np.argsort(values)) + 0.5) / len(values)
-            at = ranks[flags]
-            median = float(np.median(at))
+            # The coefficient whose sd the divergences sit lowest in: the funnel's neck.
+            columns = np.asarray(draws).reshape(len(flags), -1)
+            labels = (sd_names or {}).get(level) or [f"sd_{level}"] * columns.shape[1]
+            best = None
+            for k in range(columns.shape[1]):
+                ranks = (np.argsort(np.argsort(columns[:, k])) + 0.5) / len(flags)
+                at = ranks[flags]
+                if best is None or np.median(at) < best[0]:
+                    best = (float(np.median(at)), float(np.mean(at < 0.2)), labels[k])
+            assert best is not None
+            median, low, label = best
             where = (
                 f"{n_div} divergent draws ({n_div / len(flags):.1%} of all) sit at a median "
-                f"percentile of {median:.0%} of sd_{level}, {float(np.mean(at < 0.2)):.0%} of "
-                "them in its lowest fifth"
+                f"percentile of {median:.0%} of {label}, {low:.0%} of them in its lowest fifth"
             )
             if median < 0.25 or stuck:
                 out.append(

@@ -112,17 +112,19 @@ class Fit:
         findings = diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
         )
-        sds = {
-            lv.name: self._posterior[f"sd_{lv.name}"].values[..., 0]
-            for lv in self.design.levels
-            if f"sd_{lv.name}" in self._posterior
-        }
+        sds, sd_names = {}, {}
+        for lv in self.design.levels:
+            if f"sd_{lv.name}" in self._posterior:
+                da = self._posterior[f"sd_{lv.name}"]
+                sds[lv.name] = da.values
+                coefs = da.coords[f"coef_{lv.name}"].values
+                sd_names[lv.name] = [f"sd_{lv.name}[{c}]" for c in coefs]
         centered = {c.level: c.centered for c in self.info.parameterization}
         mixing = {}
         for level in sds:
             rows = table[table.index.str.startswith(f"sd_{level}[")]
             mixing[level] = (float(rows["r_hat"].max()), float(rows["ess_bulk"].min()))
-        findings += divergences_by_level(sds, ss["diverging"].values, centered, mixing)
+        findings += divergences_by_level(sds, ss["diverging"].values, centered, mixing, sd_names)
         if self.info.method in ("map", "advi"):
             findings.insert(
                 0,

@@ -3,9 +3,10 @@
 The flat parameter vector is ``[θ, ν?, z₀, z₁, ..., z_L]``: θ as in :mod:`hierlm.density`
 (the same priors, so on Gaussian data this model and the collapsed one share their
 posterior), ``log(ν - 1)`` for Student-t, the root's standard-normal ``z₀`` and per level
-the ``G_l × q_l`` group deviations. A level is *non-centred* when its deviations are standard
-normal ``w`` with ``δ = Λ w``, and *centred* when they are ``δ`` itself with
-``δ ~ N(0, ΛΛᵀ)``. The two are the same model; they differ in geometry (see
+per level ``G_l × q_l`` entries. A level is *non-centred* when they are standard normal
+``w`` and a group's varying coefficients are its parent's plus ``Λ w``, and *centred* when
+they are the group's varying coefficients themselves, ``β_g ~ N(β_parent, ΛΛᵀ)`` (the
+classic centred form). The two are the same model; they differ in geometry (see
 :mod:`hierlm.parameterization`).
 
 Notes
@@ -156,35 +157,53 @@ def coefficients(x: jax.Array, data: LatentData, lat: LatentLayout) -> Coefficie
         # Gamma(2, 0.1) on ν, with the Jacobian of ν = 1 + exp(r).
         lp += 2 * math.log(0.1) + jnp.log(nu) - 0.1 * nu + r
     root = data.args.m0 + u.L0 @ z0
+    terms = []
+
+    def value(li: int, base: jax.Array, lam: jax.Array) -> jax.Array:
+        w = parts[li]
+        if lat.centered[li]:
+            terms.append(_mvn_logpdf(w - base, lam))
+            return w
+        terms.append(-0.5 * jnp.sum(w**2) - 0.5 * w.size * _LOG_2PI)
+        return base + w @ lam.T
+
+    shown, primary, crossed = _walk(root, data, lat, u, value)
+    lp += sum(terms, jnp.zeros(()))
+    return Coefficients(u, nu, root, shown, lp, primary, crossed)
+
+
+def _mvn_logpdf(delta: jax.Array, lam: jax.Array) -> jax.Array:
+    """``Σ_g log N(δ_g; 0, ΛΛᵀ)`` for rows ``δ_g`` and lower-triangular ``Λ``."""
+    white = solve_triangular(lam, delta.T, lower=True)
+    log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(lam))))
+    return -0.5 * jnp.sum(white**2) - delta.shape[0] * log_det - 0.5 * delta.size * _LOG_2PI
+
+
+def _walk(root: jax.Array, data: LatentData, lat: LatentLayout, u: Unpacked, value):
+    """Every level's coefficients, top down: each group starts from its parent's and takes
+    its varying coefficients from ``value(level, parent_values, Λ)``.
+
+    Returns the levels as reported (a crossed chain's groups with the population added),
+    the primary chain's leaf coefficients and each crossed chain's leaf deviations.
+    """
     chain_of = lat.chains()
     prev = {0: root[None, :]}
     levels = []
-    for li, (lv, w) in enumerate(zip(lat.layout.levels, parts, strict=True)):
+    for li, lv in enumerate(lat.layout.levels):
         chain = chain_of[li]
         # A crossed chain starts from zero: it adds deviations to the primary chain's β.
         start = prev.get(chain, jnp.zeros((1, root.shape[0]), root.dtype))
         beta = start[data.parents[li]]
-        q = len(lv.v)
-        if q:
-            lam = u.levels[li].lam
-            if lat.centered[li]:
-                delta = w
-                white = solve_triangular(lam, w.T, lower=True)
-                log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(lam))))
-                lp += -0.5 * jnp.sum(white**2) - w.shape[0] * log_det
-            else:
-                delta = w @ lam.T
-                lp += -0.5 * jnp.sum(w**2)
-            lp += -0.5 * w.size * _LOG_2PI
-            beta = beta.at[:, np.asarray(lv.v)].add(delta)
+        if lv.v:
+            v = np.asarray(lv.v)
+            beta = beta.at[:, v].set(value(li, beta[:, v], u.levels[li].lam))
         levels.append(beta)
         prev[chain] = beta
     crossed = tuple(prev[c] for c in sorted(set(chain_of)) if c > 0)
-    primary = prev[0]
     shown = tuple(
         lv if chain == 0 else lv + root[None, :] for lv, chain in zip(levels, chain_of, strict=True)
     )
-    return Coefficients(u, nu, root, shown, lp, primary, crossed)
+    return shown, prev[0], crossed
 
 
 def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
@@ -228,10 +247,10 @@ def numpyro_model(data: LatentData, lat: LatentLayout, level_names: tuple[str, .
 
     Sites: ``theta`` (θ, flat prior; its priors and Jacobians enter as the factor
     ``theta_prior``), ``nu_raw`` for Student-t, ``z_root``, per level ``z_<level>``
-    (non-centred, standard normal) or ``delta_<level>`` (centred, ``N(0, ΛΛᵀ)``), and the
-    observed ``y``. Its log density equals :func:`joint_log_density` at the same point, so
-    NumPyro's tools (``Predictive``, ``log_likelihood``, autoguides) apply to the model
-    hierlm samples.
+    (non-centred, standard normal) or ``beta_<level>`` (centred: the groups' varying
+    coefficients, ``N(parent's, ΛΛᵀ)``), and the observed ``y``. Its log density equals
+    :func:`joint_log_density` at the same point, so NumPyro's tools (``Predictive``,
+    ``log_likelihood``, autoguides) apply to the model hierlm samples.
     """
     from ._numpyro import ensure_imported
 
@@ -242,36 +261,34 @@ def numpyro_model(data: LatentData, lat: LatentLayout, level_names: tuple[str, .
 
     layout = lat.layout
     theta = numpyro.sample("theta", dist.ImproperUniform(constraints.real, (), (layout.size,)))
-    parts = [theta]
     u = unpack(theta, data.args, layout)
     numpyro.factor("theta_prior", u.log_prior)
     if lat.has_nu:
         r = numpyro.sample("nu_raw", dist.ImproperUniform(constraints.real, (), ()))
         nu = 1.0 + jnp.exp(r)
         numpyro.factor("nu_prior", dist.Gamma(2.0, 0.1).log_prob(nu) + r)
-        parts.append(r[None])
     normal = dist.Normal(0.0, 1.0)
-    parts.append(numpyro.sample("z_root", normal.expand([layout.p]).to_event(1)))
-    for li, (name, g, lv) in enumerate(zip(level_names, lat.sizes, layout.levels, strict=True)):
-        q = len(lv.v)
-        if not q:
-            continue
+    z0 = numpyro.sample("z_root", normal.expand([layout.p]).to_event(1))
+    root = data.args.m0 + u.L0 @ z0
+
+    def value(li: int, base: jax.Array, lam: jax.Array) -> jax.Array:
+        name, g, q = level_names[li], lat.sizes[li], base.shape[1]
         if lat.centered[li]:
-            mvn = dist.MultivariateNormal(jnp.zeros(q), scale_tril=u.levels[li].lam)
-            w = numpyro.sample(f"delta_{name}", mvn.expand([g]).to_event(1))
-        else:
-            w = numpyro.sample(f"z_{name}", normal.expand([g, q]).to_event(2))
-        parts.append(w.ravel())
-    c = coefficients(jnp.concatenate(parts), data, lat)
-    eta = jnp.sum(data.x * c.primary_leaf[data.leaf], axis=1) + data.offset
-    for dev, leaf in zip(c.crossed_leaf, data.crossed_leaf, strict=True):
+            mvn = dist.MultivariateNormal(base, scale_tril=lam)
+            return numpyro.sample(f"beta_{name}", mvn.to_event(1))
+        w = numpyro.sample(f"z_{name}", normal.expand([g, q]).to_event(2))
+        return base + w @ lam.T
+
+    _, primary, crossed = _walk(root, data, lat, u, value)
+    eta = jnp.sum(data.x * primary[data.leaf], axis=1) + data.offset
+    for dev, leaf in zip(crossed, data.crossed_leaf, strict=True):
         eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
     family = lat.family
     if family in ("gaussian", "lognormal"):
-        var = data.se**2 + (c.theta.sigma**2 if layout.has_sigma else 0.0)
+        var = data.se**2 + (u.sigma**2 if layout.has_sigma else 0.0)
         likelihood = dist.Normal(eta, jnp.sqrt(var))
     elif family == "student_t":
-        likelihood = dist.StudentT(c.nu, eta, c.theta.sigma)
+        likelihood = dist.StudentT(nu, eta, u.sigma)
     elif family == "bernoulli":
         likelihood = dist.Bernoulli(logits=eta)
     elif family == "binomial":
