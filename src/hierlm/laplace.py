@@ -57,8 +57,6 @@ class LogDensity:
         example = (np.zeros(self.dim), args)
         self._program = program("logp", fn, example, layout, quick=args.small)
         self._args = args
-        self.cached = not self._program.traced
-        """Whether the program came from the cache (a warm start)."""
 
     def __call__(self, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``log p`` (k,) and its gradient (k, d) at the rows of ``thetas`` (k, d)."""
