@@ -184,7 +184,7 @@ class Model:
 
     def _fit_collapsed(self, settings: dict[str, Any], callback: Progress | None) -> Fit:
         from .laplace import LogDensity, find_laplace
-        from .posterior import build_idata, compile_draws, draw_coefficients
+        from .posterior import compile_draws, draw_coefficients
         from .sampler import (
             collapsed_start,
             collapsed_target,
@@ -241,25 +241,22 @@ class Model:
             coefs = draw_coefficients(problem, theta, seed=seed + 1, run=draws_program)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        d = self.data
-        idata = build_idata(
-            d.design, problem, nuts, coefs, d.n_rows, d.sum_log_response, d.log_weight
-        )
-        timings["draws"] = time.perf_counter() - t2
-        info = self._info(
+        return self._finish(
             settings,
             timings,
+            nuts,
+            coefs,
+            t2,
             mode_converged=laplace.converged,
             mode_iterations=laplace.iterations,
         )
-        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
 
     def _fit_collapsed_other(self, settings: dict[str, Any], method: str, advi_steps: int) -> Fit:
         """θ by MAP + Laplace, Metropolis or ADVI; group coefficients exact given θ."""
         import numpy as np
 
         from .laplace import LogDensity, find_laplace
-        from .posterior import build_idata, draw_coefficients
+        from .posterior import draw_coefficients
         from .sampler import NutsDraws, collapsed_start, collapsed_target, theta_draws
 
         problem = self.problem
@@ -295,19 +292,16 @@ class Model:
         timings[method] = time.perf_counter() - t1
         t2 = time.perf_counter()
         coefs = draw_coefficients(problem, theta, seed=seed + 1)
-        d = self.data
-        idata = build_idata(
-            d.design, problem, run, coefs, d.n_rows, d.sum_log_response, d.log_weight
-        )
-        timings["draws"] = time.perf_counter() - t2
-        info = self._info(
+        return self._finish(
             settings,
             timings,
+            run,
+            coefs,
+            t2,
             mode_converged=laplace.converged,
             mode_iterations=laplace.iterations,
             method=method,
         )
-        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
 
     def _fit_latent(
         self,
@@ -319,7 +313,6 @@ class Model:
         import numpy as np
 
         from .latent_fit import latent_problem, sample_latent
-        from .posterior import build_idata
 
         problem = self.problem
         timings: dict[str, float] = {}
@@ -348,12 +341,40 @@ class Model:
             advi_steps=advi_steps,
             **settings,
         )
-        d = self.data
-        idata = build_idata(d.design, problem, run.nuts, run.coefs, d.n_rows, d.sum_log_response)
-        info = self._info(
-            settings, timings, engine="full", parameterization=choices, method=method, **extra
+        return self._finish(
+            settings,
+            timings,
+            run.nuts,
+            run.coefs,
+            None,
+            engine="full",
+            parameterization=choices,
+            method=method,
+            **extra,
         )
-        return Fit(idata=idata, design=d.design, stats=d.stats, info=info)
+
+    def _finish(
+        self,
+        settings: dict[str, Any],
+        timings: dict[str, float],
+        draws: Any,
+        coefs: dict[str, Any],
+        started: float | None,
+        **more: Any,
+    ) -> Fit:
+        """The Fit from θ (or parameter) draws and group coefficients; ``started`` is when
+        the coefficient draws began, for the ``draws`` timing (None: already timed)."""
+        from .posterior import build_idata
+
+        d = self.data
+        idata = build_idata(
+            d.design, self.problem, draws, coefs, d.n_rows, d.sum_log_response, d.log_weight
+        )
+        if started is not None:
+            timings["draws"] = time.perf_counter() - started
+        return Fit(
+            idata=idata, design=d.design, stats=d.stats, info=self._info(settings, timings, **more)
+        )
 
     def _info(self, settings: dict[str, Any], timings: dict[str, float], **more: Any) -> FitInfo:
         d = self.data
