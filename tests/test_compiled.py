@@ -37,7 +37,6 @@ def test_saved_program_is_reused_and_agrees(cache, monkeypatch):
         raise AssertionError("traced again")
 
     second = compiled.program("toy", never, args, key="v1")
-    assert first.traced and not second.traced
     want = jax.jit(_fn)(*args)
     for prog in (first, second):
         got = prog(*args)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ._numpyro import ensure_imported
-from .sampler import NutsDraws, Target
+from .sampler import NutsDraws, Target, plain_draws
 
 __all__ = ["run_advi"]
 
@@ -22,13 +22,15 @@ def run_advi(
     target: Target,
     x0: np.ndarray,
     *,
-    n_draws: int,
+    chains: int,
+    draws: int,
     steps: int,
     seed: int,
     learning_rate: float = 0.01,
-) -> tuple[NutsDraws, np.ndarray]:
-    """Fit a mean-field normal guide to ``target`` from ``x0`` (d,); return ``n_draws``
-    draws in :class:`hierlm.sampler.NutsDraws` form (one chain) and the ELBO trace."""
+) -> NutsDraws:
+    """Fit a mean-field normal guide to ``target`` from ``x0`` (d,); return ``chains ×
+    draws`` independent draws from it in :class:`hierlm.sampler.NutsDraws` form (the chain
+    axis only groups them, as the other methods' draws are grouped)."""
     ensure_imported()
     import numpyro
     import numpyro.distributions as dist
@@ -47,19 +49,9 @@ def run_advi(
     svi = SVI(model, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
     keys = np.random.default_rng([seed, 3]).integers(0, 2**32, (2, 2), dtype=np.uint32)
     result = svi.run(jax.numpy.asarray(keys[0]), steps, target.data, progress_bar=False)
-    draws = guide.sample_posterior(
-        jax.numpy.asarray(keys[1]), result.params, sample_shape=(n_draws,)
+    sample = guide.sample_posterior(
+        jax.numpy.asarray(keys[1]), result.params, sample_shape=(chains * draws,)
     )
-    x = np.asarray(draws["x"])[None]
-    lp = np.asarray(jax.vmap(lambda v: target.log_density(v, target.data))(x[0]))[None]
-    zeros = np.zeros(lp.shape, dtype=np.int64)
-    out = NutsDraws(
-        x=x,
-        diverging=np.zeros(lp.shape, dtype=bool),
-        n_steps=zeros,
-        tree_depth=zeros,
-        energy=-lp,
-        lp=lp,
-        step_size=np.zeros(lp.shape),
-    )
-    return out, np.asarray(result.losses)
+    x = np.asarray(sample["x"])
+    lp = np.asarray(jax.jit(jax.vmap(target.log_density, in_axes=(0, None)))(x, target.data))
+    return plain_draws(x.reshape(chains, draws, d), lp.reshape(chains, draws))

@@ -35,14 +35,10 @@ class Program:
     pytree the function does.
     """
 
-    def __init__(
-        self, compiled: jax.stages.Compiled, in_tree: Any, out_tree: Any, traced: bool = True
-    ):
+    def __init__(self, compiled: jax.stages.Compiled, in_tree: Any, out_tree: Any):
         self._call = compiled
         self._in_tree = in_tree
         self._out_tree = out_tree
-        self.traced = traced
-        """Whether this process traced the program (False when it came from the cache)."""
 
     @property
     def out_shapes(self) -> Any:
@@ -135,20 +131,18 @@ def _build(
         repr((name, key, str(in_tree), signature, fingerprint)).encode()
     ).hexdigest()[:40]
     path = root / "programs" / f"{name}-{version}-{digest}.pkl"
-    traced = False
     try:
         with path.open("rb") as f:
             saved = pickle.load(f)
         exported = export.deserialize(saved["exported"])
         tree = saved["out_tree"]
     except Exception:  # missing, partial or from another version: rebuild it
-        traced = True
         exported = export.export(jax.jit(flat))(*avals)
         tree = out_tree[0]
         _write_atomic(path, pickle.dumps({"exported": exported.serialize(), "out_tree": tree}))
         _prune(path.parent, name, version)
     compiled = jax.jit(exported.call).lower(*avals).compile(compiler_options=options)
-    return Program(compiled, in_tree, tree, traced)
+    return Program(compiled, in_tree, tree)
 
 
 def _aval(x: Any) -> jax.ShapeDtypeStruct:

@@ -112,35 +112,20 @@ class Fit:
         findings = diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
         )
-        sds, sd_names = {}, {}
+        sds, sd_names, mixing = {}, {}, {}
         for lv in self.design.levels:
-            if f"sd_{lv.name}" in self._posterior:
-                da = self._posterior[f"sd_{lv.name}"]
-                sds[lv.name] = da.values
-                coefs = da.coords[f"coef_{lv.name}"].values
-                sd_names[lv.name] = [f"sd_{lv.name}[{c}]" for c in coefs]
+            if f"sd_{lv.name}" not in self._posterior:
+                continue
+            da = self._posterior[f"sd_{lv.name}"]
+            sds[lv.name] = da.values
+            sd_names[lv.name] = [f"sd_{lv.name}[{c}]" for c in da.coords[f"coef_{lv.name}"].values]
+            rows = table[table.index.str.startswith(f"sd_{lv.name}[")]
+            mixing[lv.name] = (float(rows["r_hat"].max()), float(rows["ess_bulk"].min()))
         centered = {c.level: c.centered for c in self.info.parameterization}
-        mixing = {}
-        for level in sds:
-            rows = table[table.index.str.startswith(f"sd_{level}[")]
-            mixing[level] = (float(rows["r_hat"].max()), float(rows["ess_bulk"].min()))
         findings += divergences_by_level(sds, ss["diverging"].values, centered, mixing, sd_names)
-        if self.info.method in ("map", "advi"):
-            findings.insert(
-                0,
-                Finding(
-                    "warning",
-                    f"These draws come from an approximation (method={self.info.method!r}), so "
-                    "R-hat and ESS only describe its independent draws: they cannot show how "
-                    "far the approximation is from the posterior.",
-                    "fit with method='nuts' to get the posterior itself, or to check this one.",
-                ),
-            )
-            if findings[-1].severity == "ok" and len(findings) > 1:
-                findings.pop()
+        first: list[Finding] = []
         if not self.info.mode_converged:
-            findings.insert(
-                0,
+            first.append(
                 Finding(
                     "warning",
                     "The search for the posterior mode of the variance parameters stopped after "
@@ -149,11 +134,21 @@ class Fit:
                     "but sampling may have been slow.",
                     "check for a variance parameter the data barely identify (a level with very "
                     "few groups), or give it a tighter prior.",
-                ),
+                )
             )
-            if findings[-1].severity == "ok":
-                findings.pop()
-        return findings
+        if self.info.method in ("map", "advi"):
+            first.append(
+                Finding(
+                    "warning",
+                    f"These draws come from an approximation (method={self.info.method!r}), so "
+                    "R-hat and ESS only describe its independent draws: they cannot show how "
+                    "far the approximation is from the posterior.",
+                    "fit with method='nuts' to get the posterior itself, or to check this one.",
+                )
+            )
+        if first and all(f.severity == "ok" for f in findings):
+            findings = []  # "no problems found" no longer holds
+        return first + findings
 
     def notes(self) -> list[str]:
         """What the model did with the data: dropped rows, repeated labels."""

@@ -79,8 +79,8 @@ def _needed_columns(spec: ModelSpec) -> list[str]:
     for rhs in (spec.fixed, *spec.varying_terms):
         variables |= set(Formula(rhs).required_variables)
     extra = [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
-    predictors = sorted(variables - {spec.response} - set(extra) - set(spec.all_group_columns))
     groups = spec.all_group_columns
+    predictors = sorted(variables - {spec.response} - set(extra) - set(groups))
     return [spec.response, *predictors, *extra, *groups]
 
 
@@ -168,10 +168,11 @@ def ingest(
     n = len(frame)
     x_std = np.concatenate(kept) / scaling.x_scale if kept else np.zeros((0, encoding.p))
     y_std = (y_all - scaling.y_shift) / scaling.y_scale
-    se = np.zeros(n)
-    stats = standardize(raw, scaling)
-    log_weight = 0.0
-    if spec.se is not None:
+    if spec.se is None:
+        se = np.zeros(n)
+        stats = standardize(raw, scaling)
+        log_weight = 0.0
+    else:
         se = frame[spec.se].to_numpy(np.float64) / scaling.y_scale
         weight = 1.0 / se**2
         stats = weighted_stats(x_std, y_std, weight, leaf, n_leaves)

@@ -3,7 +3,7 @@
 The flat parameter vector is ``[θ, ν?, z₀, z₁, ..., z_L]``: θ as in :mod:`hierlm.density`
 (the same priors, so on Gaussian data this model and the collapsed one share their
 posterior), ``log(ν - 1)`` for Student-t, the root's standard-normal ``z₀`` and per level
-per level ``G_l × q_l`` entries. A level is *non-centred* when they are standard normal
+``G_l × q_l`` entries. A level is *non-centred* when they are standard normal
 ``w`` and a group's varying coefficients are its parent's plus ``Λ w``, and *centred* when
 they are the group's varying coefficients themselves, ``β_g ~ N(β_parent, ΛΛᵀ)`` (the
 classic centred form). The two are the same model; they differ in geometry (see
@@ -64,19 +64,14 @@ class LatentLayout:
         Per level, whether its deviations are centred.
     chain_of
         Per level, its nesting chain: 0 for the primary chain (which carries the
-        population coefficients), 1, 2, ... for crossed chains (deviations only). Empty
-        means every level is in the primary chain.
+        population coefficients), 1, 2, ... for crossed chains (deviations only).
     """
 
     layout: Layout
     family: str
     sizes: tuple[int, ...]
     centered: tuple[bool, ...]
-    chain_of: tuple[int, ...] = ()
-
-    def chains(self) -> tuple[int, ...]:
-        """Per level, its chain (0 when ``chain_of`` is empty)."""
-        return self.chain_of or (0,) * len(self.sizes)
+    chain_of: tuple[int, ...]
 
     @property
     def has_nu(self) -> bool:
@@ -186,7 +181,7 @@ def _walk(root: jax.Array, data: LatentData, lat: LatentLayout, u: Unpacked, val
     Returns the levels as reported (a crossed chain's groups with the population added),
     the primary chain's leaf coefficients and each crossed chain's leaf deviations.
     """
-    chain_of = lat.chains()
+    chain_of = lat.chain_of
     prev = {0: root[None, :]}
     levels = []
     for li, lv in enumerate(lat.layout.levels):
@@ -213,11 +208,18 @@ def pointwise(x: jax.Array, data: LatentData, lat: LatentLayout) -> jax.Array:
     return _row_log_lik(c, data, lat)
 
 
+def _eta(primary: jax.Array, crossed: tuple[jax.Array, ...], data: LatentData) -> jax.Array:
+    """Each row's linear predictor: its primary leaf's coefficients, plus each crossed
+    chain's leaf deviations, plus the offset."""
+    eta = jnp.sum(data.x * primary[data.leaf], axis=1) + data.offset
+    for dev, leaf in zip(crossed, data.crossed_leaf, strict=True):
+        eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
+    return eta
+
+
 def _row_log_lik(c: Coefficients, data: LatentData, lat: LatentLayout) -> jax.Array:
     family = lat.family
-    eta = jnp.sum(data.x * c.primary_leaf[data.leaf], axis=1) + data.offset
-    for dev, leaf in zip(c.crossed_leaf, data.crossed_leaf, strict=True):
-        eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
+    eta = _eta(c.primary_leaf, c.crossed_leaf, data)
     y = data.y
     if family in ("gaussian", "lognormal"):
         # Known standard errors add to the residual variance (se() models; zeros otherwise).
@@ -280,9 +282,7 @@ def numpyro_model(data: LatentData, lat: LatentLayout, level_names: tuple[str, .
         return base + w @ lam.T
 
     _, primary, crossed = _walk(root, data, lat, u, value)
-    eta = jnp.sum(data.x * primary[data.leaf], axis=1) + data.offset
-    for dev, leaf in zip(crossed, data.crossed_leaf, strict=True):
-        eta = eta + jnp.sum(data.x * dev[leaf], axis=1)
+    eta = _eta(primary, crossed, data)
     family = lat.family
     if family in ("gaussian", "lognormal"):
         var = data.se**2 + (u.sigma**2 if layout.has_sigma else 0.0)

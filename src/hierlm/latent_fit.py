@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +90,7 @@ def latent_problem(
         family=design.spec.family,
         sizes=tuple(g for tree in design.trees for g in tree.sizes),
         centered=tuple(c.centered for c in choices),
-        chain_of=tuple(chain_of) if design.crossed else (),
+        chain_of=tuple(chain_of),
     )
     data = LatentData(
         args=args,
@@ -109,22 +109,18 @@ def latent_problem(
 
 
 def _target(lat: LatentLayout, data: LatentData) -> Target:
-    logp = functools.partial(_logp, lat=lat)
+    logp = functools.partial(joint_log_density, lat=lat)
     # With crossed groupings the intercept has a ridge against the mean deviation of every
     # grouping, which a diagonal mass matrix follows badly (radon county x year-like data:
     # intercept ESS 71 against 4,532 with a dense one). Nested models mix well without it,
     # and on radon a dense one measured 3x slower; beyond a few hundred dimensions its
     # estimate from the warm-up draws gets noisy and its cost grows as d².
-    dense = bool(lat.chain_of) and lat.size <= _DENSE_UP_TO
+    dense = any(lat.chain_of) and lat.size <= _DENSE_UP_TO
     return Target("latent", (lat, dense), logp, data, lat.size, lat.size <= 1024, dense)
 
 
-def _logp(x, data, lat):
-    return joint_log_density(x, data, lat)
-
-
 def _value_and_grad(lat: LatentLayout, data: LatentData) -> Program:
-    fn = jax.value_and_grad(functools.partial(_logp, lat=lat))
+    fn = jax.value_and_grad(functools.partial(joint_log_density, lat=lat))
     return program("latent_logp", fn, (np.zeros(lat.size), data), lat, quick=lat.size <= 1024)
 
 
@@ -167,14 +163,13 @@ def _start(
     return np.array(xs), np.array(values), np.array(grads)
 
 
-class LatentRun:
+class LatentRun(NamedTuple):
     """Draws of the full-latent model, mapped to the collapsed engine's coefficient dict
     (see :func:`hierlm.posterior.draw_coefficients`)."""
 
-    def __init__(self, nuts: NutsDraws, coefs: dict[str, Any], choices: tuple[LevelChoice, ...]):
-        self.nuts = nuts
-        self.coefs = coefs
-        self.choices = choices
+    nuts: NutsDraws
+    coefs: dict[str, Any]
+    choices: tuple[LevelChoice, ...]
 
 
 def _draws_program(lat: LatentLayout, data: LatentData, n: int) -> Program:
@@ -231,9 +226,8 @@ def sample_latent(
     else:
         from .advi import run_advi
 
-        nuts, _ = run_advi(target, start[0][0], n_draws=chains * draws, steps=advi_steps, seed=seed)
-        nuts = nuts._replace(
-            **{k: v.reshape(chains, draws, *v.shape[2:]) for k, v in nuts._asdict().items()}
+        nuts = run_advi(
+            target, start[0][0], chains=chains, draws=draws, steps=advi_steps, seed=seed
         )
         timings["advi"] = time.perf_counter() - t0
     t2 = time.perf_counter()

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compiled import program
-from .sampler import NutsDraws, Target
+from .sampler import NutsDraws, Target, plain_draws
 
 __all__ = ["run_metropolis"]
 
@@ -64,13 +64,4 @@ def run_metropolis(
     example = (np.zeros_like(x0), keys, target.data)
     run = program(f"{target.name}_rwm", fn, example, (target.key, tune, draws), target.small)
     x, lp, scale = jax.device_get(run(x0, keys, target.data))
-    zeros = np.zeros(lp.shape, dtype=np.int64)
-    return NutsDraws(
-        x=x,
-        diverging=np.zeros(lp.shape, dtype=bool),
-        n_steps=zeros + 1,
-        tree_depth=zeros,
-        energy=-lp,
-        lp=lp,
-        step_size=scale,
-    )
+    return plain_draws(x, lp, n_steps=1, step_size=scale)

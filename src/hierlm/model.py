@@ -257,7 +257,7 @@ class Model:
 
         from .laplace import LogDensity, find_laplace
         from .posterior import draw_coefficients
-        from .sampler import NutsDraws, collapsed_start, collapsed_target, theta_draws
+        from .sampler import collapsed_start, collapsed_target, plain_draws, theta_draws
 
         problem = self.problem
         chains, draws, seed = settings["chains"], settings["draws"], settings["seed"]
@@ -272,10 +272,7 @@ class Model:
         if method == "map":
             theta = _laplace_draws(laplace, chains * draws, seed).reshape(chains, draws, -1)
             lp = logp(theta.reshape(-1, theta.shape[-1]))[0].reshape(chains, draws)
-            zeros = np.zeros((chains, draws), dtype=np.int64)
-            run = NutsDraws(
-                theta, zeros.astype(bool), zeros, zeros, -lp, lp, np.zeros((chains, draws))
-            )
+            run = plain_draws(theta, lp)
         elif method == "metropolis":
             from .metropolis import run_metropolis
 
@@ -286,8 +283,7 @@ class Model:
             from .advi import run_advi
 
             x0 = np.zeros(problem.layout.size)
-            run, _ = run_advi(target, x0, n_draws=chains * draws, steps=advi_steps, seed=seed)
-            run = NutsDraws(*(a.reshape(chains, draws, *a.shape[2:]) for a in run))
+            run = run_advi(target, x0, chains=chains, draws=draws, steps=advi_steps, seed=seed)
             theta = theta_draws(run, laplace)
         timings[method] = time.perf_counter() - t1
         t2 = time.perf_counter()

@@ -34,6 +34,7 @@ __all__ = [
     "collapsed_start",
     "collapsed_target",
     "compile_nuts",
+    "plain_draws",
     "run_nuts",
     "theta_draws",
 ]
@@ -98,6 +99,23 @@ class NutsDraws(NamedTuple):
     energy: np.ndarray
     lp: np.ndarray
     step_size: np.ndarray
+
+
+def plain_draws(
+    x: np.ndarray, lp: np.ndarray, n_steps: int = 0, step_size: np.ndarray | None = None
+) -> NutsDraws:
+    """Draws from a method without NUTS's trajectories, in :class:`NutsDraws` form:
+    never diverging, tree depth 0, ``energy`` the negative log density."""
+    zeros = np.zeros(lp.shape, dtype=np.int64)
+    return NutsDraws(
+        x=x,
+        diverging=np.zeros(lp.shape, dtype=bool),
+        n_steps=zeros + n_steps,
+        tree_depth=zeros,
+        energy=-lp,
+        lp=lp,
+        step_size=np.zeros(lp.shape) if step_size is None else step_size,
+    )
 
 
 def _one_chain_fns(
