@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from . import datasets
 from .errors import DataError, FormulaError, HierlmError, PriorError
 from .fit import Fit, load
@@ -27,3 +29,10 @@ __all__ = [
     "load",
 ]
 __version__ = "0.1.0"
+
+# ArviZ 0.2x announces its coming refactor once a day, at import, as a FutureWarning about
+# ArviZ itself; hierlm imports ArviZ on the user's behalf (often on a background thread), so
+# the notice would land on every hierlm user's terminal. It says nothing about their fit.
+warnings.filterwarnings(
+    "ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning
+)
