@@ -137,6 +137,78 @@ def summary(
     render_summary(result, out, groups=groups)
 
 
+def _write_table(frame, path: Path, force: bool) -> None:
+    """Write a table to CSV/TSV/Parquet through a temporary file and a rename, so an
+    interrupted or failed write never leaves a partial file."""
+    import tempfile
+
+    if path.exists() and not force:
+        raise HierlmError(f"{path} exists; pass --force to overwrite it")
+    suffix = "".join(path.suffixes).lower()
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".part")
+    os.close(fd)
+    try:
+        if suffix.endswith((".parquet", ".pq")):
+            frame.to_parquet(tmp, index=False)
+        else:
+            sep = "\t" if suffix.endswith((".tsv", ".tsv.gz")) else ","
+            frame.to_csv(tmp, sep=sep, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command()
+def predict(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
+    data: Annotated[Path, typer.Argument(help="New rows: CSV, TSV or Parquet.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the predictions.")],
+    kind: Annotated[str, typer.Option(help="mean, response or link.")] = "mean",
+    new_groups: Annotated[
+        str, typer.Option(help="sample, population or error, for groups not in the fit.")
+    ] = "sample",
+    hdi: Annotated[float, typer.Option(help="Mass of the interval.")] = 0.9,
+    draws: Annotated[
+        Path | None,
+        typer.Option("--draws", help="Also write the raw predictive draws (rows x draws) here."),
+    ] = None,
+    n_draws: Annotated[
+        int | None, typer.Option("--n-draws", help="Use this many posterior draws.")
+    ] = None,
+    seed: int = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+) -> None:
+    """Predict for new rows (unseen groups too) and write them with mean, sd and interval."""
+    import pandas as pd
+
+    from .fit import load
+    from .predict import summarise_draws
+
+    try:
+        for path in (output, draws):
+            if path is not None and path.exists() and not force:
+                raise HierlmError(f"{path} exists; pass --force to overwrite it")
+        result = load(fit_path)
+        table = _read_table(data)
+        pred = result.predict_draws(table, kind, new_groups, seed, n_draws)
+        if not 0 < hdi < 1:
+            raise HierlmError(f"--hdi must be in (0, 1), got {hdi!r}")
+        summary = summarise_draws(pred, hdi, table.index)
+        _write_table(pd.concat([table, summary], axis=1), output, force)
+        if draws is not None:
+            raw = pd.DataFrame(
+                pred.draws.T,
+                index=table.index,
+                columns=[f"draw_{i}" for i in range(len(pred.draws))],
+            )
+            _write_table(raw, draws, force)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    new = ", ".join(f"{n} new {level}" for level, n in pred.new_groups.items())
+    out.print(f"{len(table):,} predictions written to {output}" + (f" ({new})" if new else ""))
+
+
 @app.command()
 def demo(
     seed: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "Fit", "FitInfo", "load"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class FitInfo:
     engine: str = "collapsed"
     parameterization: tuple[LevelChoice, ...] = ()
     method: str = "nuts"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,18 @@ class Fit:
         The standardised leaf statistics the fit used.
     info
         Sampler settings, row counts, priors and timings.
+    data
+        The rows the model was fitted to (the columns it reads, after dropping missing
+        values), kept for checks and refits when there are at most
+        :data:`hierlm.model.KEEP_DATA_ROWS` of them; otherwise None, and the methods that
+        need rows take them as ``data``.
     """
 
     idata: az.InferenceData
     design: Design
     stats: SuffStats
     info: FitInfo
+    data: pd.DataFrame | None = None
 
     @property
     def _posterior(self) -> Any:
@@ -150,6 +158,129 @@ class Fit:
             findings = []  # "no problems found" no longer holds
         return first + findings
 
+    def predict(
+        self,
+        new_data: Any,
+        kind: str = "mean",
+        new_groups: str = "sample",
+        hdi: float = 0.9,
+        seed: int = 0,
+        draws: int | None = None,
+    ) -> pd.DataFrame:
+        """Predict for new rows, including groups the fit never saw.
+
+        Parameters
+        ----------
+        new_data
+            pandas or polars table with the predictors and grouping columns (and the
+            trials, offset or standard-error column where the model has one).
+        kind
+            ``"mean"``: the expected response given the parameters (for lognormal
+            ``exp(η + σ²/2)``; for binomial ``trials × p``); ``"response"``: draws of new
+            observations (posterior predictive); ``"link"``: the linear predictor η.
+        new_groups
+            For a row whose group is not in the fit: ``"sample"`` (default) starts from its
+            deepest known ancestor's coefficients (the population for a new top-level group)
+            and adds an independent draw from each lower level's distribution, one per new
+            group and posterior draw; ``"population"`` uses the known ancestor's
+            coefficients as they are; ``"error"`` refuses such rows.
+        hdi
+            Mass of the highest-density interval.
+        seed
+            Seed for the new groups' and the responses' draws.
+        draws
+            Use this many posterior draws (a random subset; default all).
+
+        Returns
+        -------
+        DataFrame
+            Indexed like ``new_data``: ``mean``, ``sd``, the HDI bounds, and
+            ``known_level``, the deepest level of each row's path found in the fit
+            (``"population"`` for a new top-level group; one ``known_<level>`` column per
+            crossed grouping).
+        """
+        from .predict import predict
+
+        return predict(self, new_data, kind, new_groups, hdi, seed, draws)  # type: ignore[arg-type]
+
+    def predict_draws(
+        self,
+        new_data: Any,
+        kind: str = "mean",
+        new_groups: str = "sample",
+        seed: int = 0,
+        draws: int | None = None,
+    ) -> Any:
+        """The raw predictive draws behind :meth:`predict`: a
+        :class:`hierlm.predict.Predictions` with ``draws`` of shape (draws, rows)."""
+        from .predict import predict_draws
+
+        return predict_draws(self, new_data, kind, new_groups, seed, draws)  # type: ignore[arg-type]
+
+    def ppc(self, data: Any = None, draws: int | None = 500, seed: int = 0) -> Any:
+        """Posterior predictive check: replicated data sets and test statistics.
+
+        Parameters
+        ----------
+        data
+            Rows to replicate; default the rows the model was fitted to.
+        draws
+            Replicated data sets (a random subset of the posterior draws; None for all).
+        seed
+            Seed for the replicates.
+
+        Returns
+        -------
+        hierlm.check.PredictiveCheck
+            ``replicated`` (draws, rows) and ``statistics``: mean, sd, min, max and the sd
+            of the group means at every level, each with its posterior predictive p-value.
+        """
+        from .check import frame_for, predictive_check
+
+        return predictive_check(self, frame_for(self, data), draws, seed)
+
+    def compare_pooling(
+        self, level: str | None = None, data: Any = None, **fit_settings: Any
+    ) -> Any:
+        """Refit this model with pooling ``partial``, ``none`` and ``complete`` and compare
+        them by PSIS-LOO over rows and by leave-one-group-out over ``level``.
+
+        Parameters
+        ----------
+        level
+            The level whose groups are left out one at a time (default the deepest).
+        data
+            The rows; default the rows the model was fitted to.
+        **fit_settings
+            Passed to :meth:`hierlm.Model.fit` for the refits (default this fit's chains,
+            draws, tune and seed); when given, this fit is refitted too.
+
+        Returns
+        -------
+        hierlm.compare.Comparison
+            ``table`` (elpd, differences to the best and their SEs, Pareto k̂ counts),
+            ``logo_method`` (which route LOGO took), ``warnings`` and ``fits``.
+        """
+        from .check import frame_for
+        from .compare import compare_pooling
+
+        return compare_pooling(self, frame_for(self, data), level, fit_settings or None)
+
+    def pooling(self) -> Any:
+        """Variance decomposition and pooling factors.
+
+        Returns
+        -------
+        hierlm.pooling.Pooling
+            ``levels``: per level and varying coefficient, the posterior mean sd and, for
+            the intercept, its share of the variance (ICC); ``groups``: per group, its rows
+            and its pooling factor per varying coefficient (0: its own data decide; 1:
+            pooled completely into its parent).
+        """
+        from .pooling import pooling
+
+        return pooling(self)
+
     def notes(self) -> list[str]:
         """What the model did with the data: dropped rows, repeated labels."""
         out = []
@@ -193,6 +324,8 @@ class Fit:
                     zf.writestr("meta.json", json.dumps(meta))
                     zf.write(nc, "idata.nc", compress_type=zipfile.ZIP_STORED)
                     zf.writestr("state.pkl", state)
+                    if self.data is not None:
+                        zf.writestr("data.parquet", _parquet_bytes(self.data))
                 os.replace(tmp_out, path)
             except BaseException:
                 Path(tmp_out).unlink(missing_ok=True)
@@ -233,6 +366,7 @@ def load(path: str | os.PathLike[str]) -> Fit:
             meta = json.loads(zf.read("meta.json"))
             nc_bytes = zf.read("idata.nc")
             state = pickle.loads(zf.read("state.pkl"))
+            data_bytes = zf.read("data.parquet") if "data.parquet" in zf.namelist() else None
     except (
         zipfile.BadZipFile,
         KeyError,
@@ -260,7 +394,23 @@ def load(path: str | os.PathLike[str]) -> Fit:
         idata = az.InferenceData(**{g: lazy[g].load().copy(deep=True) for g in lazy.groups()})
         for g in lazy.groups():
             lazy[g].close()
-    return Fit(idata=idata, design=state["design"], stats=state["stats"], info=state["info"])
+    data = pd.read_parquet(io.BytesIO(data_bytes)) if data_bytes is not None else None
+    return Fit(
+        idata=idata, design=state["design"], stats=state["stats"], info=state["info"], data=data
+    )
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (TypeError, ValueError, ImportError, OverflowError):
+        # Mixed-type text columns (numbers and strings in one column): the model read them
+        # as labels, so their text is what it used.
+        text = {c: frame[c].astype(str) for c in frame.columns if frame[c].dtype == object}
+        buffer = io.BytesIO()
+        frame.assign(**text).to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def _is_group_var(name: str, design: Design) -> bool:

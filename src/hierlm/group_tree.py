@@ -82,6 +82,15 @@ class GroupTree:
             out[:, k - 1] = self.parents[k][out[:, k]]
         return out
 
+    def locate(self, frame: pd.DataFrame) -> np.ndarray:
+        """Node of each row at every level, shape (n, levels); -1 where the row's path to
+        that level is not in the tree (a new group, or one under a new parent)."""
+        out = np.full((len(frame), self.n_levels), -1, dtype=np.int64)
+        for k, columns in enumerate(self.paths):
+            keys = pd.Index(_path_strings(frame, columns))
+            out[:, k] = pd.Index(self.labels[k]).get_indexer(keys)
+        return out
+
     def leaf_ids(self, frame: pd.DataFrame) -> np.ndarray:
         """Leaf node of each row of ``frame``; -1 where the path is not in the tree."""
         if not self.level_names:

@@ -70,6 +70,7 @@ class Ingested:
     sum_log_response: float
     rows: Rows | None = None
     log_weight: float = 0.0
+    frame: pd.DataFrame | None = None
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
@@ -198,6 +199,7 @@ def ingest(
         sum_log_response=float(y_all.sum()) if spec.transform == "log" else 0.0,
         rows=rows,
         log_weight=log_weight,
+        frame=table.frame,
     )
 
 

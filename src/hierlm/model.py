@@ -20,9 +20,12 @@ from .priors import Priors
 from .spec import ModelSpec
 from .table import NaPolicy
 
-__all__ = ["METHODS", "Model"]
+__all__ = ["KEEP_DATA_ROWS", "METHODS", "Model"]
 
 METHODS = ("nuts", "map", "advi", "metropolis")
+
+KEEP_DATA_ROWS = 1_000_000
+"""A fit keeps (and saves) its rows up to this many, for checks, comparisons and refits."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -96,6 +99,14 @@ class Model:
                 "use pooling='partial', or drop the crossed grouping"
             )
         self.engine = "collapsed" if engine != "full" and self.spec.collapsible else "full"
+        self.options: dict[str, Any] = {
+            "family": family,
+            "priors": priors,
+            "pooling": pooling,
+            "na": na,
+            "engine": engine,
+            "parameterization": parameterization,
+        }
         self.parameterization = parameterization
         self.priors = priors or Priors()
         self.data: Ingested = ingest(self.spec, data, na=na, keep_rows=self.engine == "full")
@@ -113,6 +124,36 @@ class Model:
         from .density import log_density
 
         return log_density(theta, self.problem.args, self.problem.layout)
+
+    def prior_predictive(self, draws: int = 500, seed: int = 0) -> Any:
+        """Prior predictive check: data sets drawn from the priors alone, no sampling.
+
+        Every parameter and group coefficient is drawn directly from its prior, then a
+        response for every row of the data, and the test statistics of
+        :meth:`hierlm.Fit.ppc` are compared with the observed data.
+
+        Returns
+        -------
+        hierlm.check.PredictiveCheck
+        """
+        import numpy as np
+
+        from .check import predictive_check
+        from .posterior import build_idata
+        from .prior_sample import sample_prior
+        from .sampler import plain_draws
+
+        if not isinstance(draws, int) or draws < 2:
+            raise HierlmError(f"draws must be an integer >= 2, got {draws!r}")
+        d = self.data
+        assert d.frame is not None
+        coefs = sample_prior(d.design, self.problem, draws, seed)
+        run = plain_draws(np.zeros((1, draws, 0)), np.zeros((1, draws)))
+        idata = build_idata(d.design, self.problem, run, coefs, d.n_rows, d.sum_log_response)
+        settings: dict[str, Any] = {"chains": 1, "draws": draws, "tune": 0, "seed": seed}
+        settings |= {"target_accept": 0.0, "max_tree_depth": 0}
+        prior = Fit(idata, d.design, d.stats, self._info(settings, {}, method="prior"), d.frame)
+        return predictive_check(prior, d.frame, None, seed, source="prior")
 
     def fit(
         self,
@@ -239,6 +280,7 @@ class Model:
             t2 = time.perf_counter()
             theta = theta_draws(nuts, laplace)
             coefs = draw_coefficients(problem, theta, seed=seed + 1, run=draws_program)
+            coefs["theta"] = theta.reshape(-1, theta.shape[-1])
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return self._finish(
@@ -288,6 +330,7 @@ class Model:
         timings[method] = time.perf_counter() - t1
         t2 = time.perf_counter()
         coefs = draw_coefficients(problem, theta, seed=seed + 1)
+        coefs["theta"] = theta.reshape(-1, theta.shape[-1])
         return self._finish(
             settings,
             timings,
@@ -368,8 +411,13 @@ class Model:
         )
         if started is not None:
             timings["draws"] = time.perf_counter() - started
+        keep = d.frame is not None and d.n_rows <= KEEP_DATA_ROWS
         return Fit(
-            idata=idata, design=d.design, stats=d.stats, info=self._info(settings, timings, **more)
+            idata=idata,
+            design=d.design,
+            stats=d.stats,
+            info=self._info(settings, timings, **more),
+            data=d.frame if keep else None,
         )
 
     def _info(self, settings: dict[str, Any], timings: dict[str, float], **more: Any) -> FitInfo:
@@ -381,6 +429,7 @@ class Model:
             dropped_by_column=d.dropped_by_column,
             priors=self.problem.priors,
             timings=timings,
+            options=self.options,
             **more,
         )
 

@@ -126,6 +126,7 @@ def build_idata(
     if design.spec.family == "student_t":
         posterior["nu"] = shaped(coefs["nu"])
     coords: dict[str, Any] = {"coef": names}
+    constant: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {"beta": ["coef"]}
     for li, (lv, lay) in enumerate(zip(design.levels, problem.layout.levels, strict=True)):
         name = lv.name
@@ -139,6 +140,13 @@ def build_idata(
                 posterior[f"corr_{name}"] = shaped(R @ np.swapaxes(R, -1, -2))
                 coords[f"coef_{name}_"] = coords[f"coef_{name}"]
                 dims[f"corr_{name}"] = [f"coef_{name}", f"coef_{name}_"]
+        elif lay.v and lay.fixed:
+            # pooling="none": the leaf groups' fixed prior scale, which new groups draw from.
+            v = list(lay.v)
+            sd = np.diag(np.asarray(problem.args.fixed_lam[li])) * factor[v]
+            constant[f"prior_sd_{name}"] = sd
+            coords[f"coef_{name}"] = [names[j] for j in v]
+            dims[f"prior_sd_{name}"] = [f"coef_{name}"]
         posterior[f"beta_{name}"] = shaped(design.to_original(coefs["levels"][li]))
         coords[name] = list(design.level_labels[li])
         dims[f"beta_{name}"] = [name, "coef"]
@@ -156,6 +164,16 @@ def build_idata(
     import arviz as az
 
     with quiet():
-        return az.from_dict(
-            posterior=posterior, sample_stats=sample_stats, coords=coords, dims=dims
+        idata = az.from_dict(
+            posterior=posterior,
+            sample_stats=sample_stats,
+            constant_data=constant or None,
+            coords=coords,
+            dims=dims,
         )
+        if "theta" in coefs:  # the collapsed engine's unconstrained θ, for exact LOGO
+            theta = az.from_dict(
+                posterior={"theta": shaped(coefs["theta"])}, dims={"theta": ["theta_dim"]}
+            )
+            idata.add_groups(unconstrained_posterior=theta.posterior)
+    return idata
