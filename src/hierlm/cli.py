@@ -210,6 +210,29 @@ def predict(
 
 
 @app.command()
+def compare(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
+    level: Annotated[
+        str | None, typer.Option(help="Level to leave out group by group (default the deepest).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="The rows, when the fit did not keep them (over 1e6).")
+    ] = None,
+) -> None:
+    """Refit with pooling partial, none and complete; compare by LOO and leave-one-group-out."""
+    from .fit import load
+    from .present import render_comparison
+
+    try:
+        result = load(fit_path)
+        table = _read_table(data) if data is not None else None
+        comparison = result.compare_pooling(level=level, data=table)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    render_comparison(comparison, out)
+
+
+@app.command()
 def demo(
     seed: int = 0,
     output: Annotated[

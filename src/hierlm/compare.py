@@ -30,7 +30,6 @@ import pandas as pd
 from scipy.special import gammaln, logsumexp
 
 from .errors import HierlmError
-from .group_tree import _path_strings
 
 if TYPE_CHECKING:
     from .fit import Fit
@@ -133,11 +132,17 @@ def psis_loo(fit: Fit, frame: pd.DataFrame, max_draws: int = _MAX_DRAWS) -> Any:
 
 
 def _group_codes(fit: Fit, frame: pd.DataFrame, level: str) -> tuple[np.ndarray, int]:
+    """Each row's group at ``level``, as the group tree numbers its nodes."""
     for tree in fit.design.trees:
         if level in tree.level_names:
-            columns = tree.paths[tree.level_names.index(level)]
-            codes, uniques = pd.factorize(_path_strings(frame, columns).to_numpy())
-            return codes, len(uniques)
+            k = tree.level_names.index(level)
+            codes = tree.locate(frame)[:, k]
+            if (codes < 0).any():
+                raise HierlmError(
+                    f"{int((codes < 0).sum())} rows belong to {level} groups that are not in "
+                    "the fit; compare on the rows the model was fitted to"
+                )
+            return codes, tree.sizes[k]
     raise HierlmError(
         f"no level named {level!r}; the levels are {', '.join(fit.design.level_names)}"
     )
@@ -148,9 +153,21 @@ def logo(fit: Fit, model: Model, level: str, max_draws: int = _MAX_DRAWS) -> tup
     group), and how it was computed."""
     import arviz as az
 
+    index, _ = _thinned_index(fit, max_draws)
+    cond, method = group_log_lik(fit, model, level, index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        lw, k = az.psislw(-cond.T)
+    elpd = logsumexp(lw + cond.T, axis=1)
+    return (elpd, np.asarray(k)), method
+
+
+def group_log_lik(fit: Fit, model: Model, level: str, index: np.ndarray) -> tuple[np.ndarray, str]:
+    """Per posterior draw in ``index`` and group of ``level``, the group's log-likelihood
+    that LOGO weights with, on the original scale: ``log p(y_g | y_{-g}, θ)`` for a
+    collapsed fit, the group's summed row log-likelihood otherwise; and the route's name."""
     frame = model.data.frame
     assert frame is not None
-    index, _ = _thinned_index(fit, max_draws)
     codes, n_groups = _group_codes(fit, frame, level)
     if "unconstrained_posterior" in fit.idata.groups():
         theta = fit.idata["unconstrained_posterior"]["theta"].values
@@ -176,11 +193,7 @@ def logo(fit: Fit, model: Model, level: str, max_draws: int = _MAX_DRAWS) -> tup
             "Pareto-smoothed importance sampling of the joint posterior with each group's "
             "summed row log-likelihood (full-latent engine: no exact route)"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        lw, k = az.psislw(-cond.T)
-    elpd = logsumexp(lw + cond.T, axis=1)
-    return (elpd, np.asarray(k)), method
+    return cond, method
 
 
 def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
@@ -247,13 +260,13 @@ def compare_pooling(
     loo_i: dict[str, np.ndarray] = {}
     logo_g: dict[str, np.ndarray] = {}
     notes: list[str] = []
-    method = ""
+    methods: dict[str, str] = {}
     for mode in POOLINGS:
         model = Model(fit.spec.formula, frame, **(options | {"pooling": mode}))
         f = fit if mode == fit.spec.pooling and refit is None else model.fit(**settings)
         fits[mode] = f
         loo = psis_loo(f, frame)
-        (elpd_g, k_g), method = logo(f, model, level)
+        (elpd_g, k_g), methods[mode] = logo(f, model, level)
         loo_i[mode] = np.asarray(loo.loo_i)
         logo_g[mode] = elpd_g
         n_bad, n_bad_g = int((np.asarray(loo.pareto_k) > 0.7).sum()), int((k_g > 0.7).sum())
@@ -298,6 +311,10 @@ def compare_pooling(
     ]
     table = table[order].sort_values("elpd_loo", ascending=False)
     table.index.name = "pooling"
+    if len(set(methods.values())) == 1:
+        method = methods["partial"]
+    else:
+        method = "; ".join(f"{mode}: {text}" for mode, text in methods.items())
     return Comparison(table, level, method, notes, fits)
 
 

@@ -68,7 +68,8 @@ def pooling(fit: Fit) -> Pooling:
     """The variance decomposition and per-group pooling factors of a fit."""
     post = fit.idata["posterior"]
     total = post.sizes["chain"] * post.sizes["draw"]
-    idx = np.linspace(0, total - 1, min(_DRAWS, total)).astype(int)
+    thinned = np.linspace(0, total - 1, min(_DRAWS, total)).astype(int)
+    idx = np.arange(total)
     spec = fit.spec
     names = list(fit.design.coef_names)
     icpt = fit.design.encoding.intercept
@@ -101,7 +102,7 @@ def pooling(fit: Fit) -> Pooling:
                 }
             )
     levels = pd.DataFrame(rows, columns=["level", "coef", "sd", "share_of_variance", "pooling"])
-    return Pooling(levels, _group_factors(fit, idx))
+    return Pooling(levels, _group_factors(fit, thinned))
 
 
 def _group_factors(fit: Fit, idx: np.ndarray) -> pd.DataFrame:

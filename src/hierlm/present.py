@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .fit import Fit
 
-__all__ = ["render_summary"]
+__all__ = ["render_comparison", "render_summary"]
 
 
 def _fmt(x: float) -> str:
@@ -80,7 +80,73 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
         console.print(
             f"[dim]{n:,} group coefficients (beta_<level>) are in the fit; show them with --groups.[/dim]"
         )
+    _render_pooling(fit, console)
     console.print("[bold]Diagnostics[/bold]")
     for finding in fit.diagnose():
         style = {"ok": "green", "warning": "yellow", "error": "red"}[finding.severity]
         console.print(f"[{style}]{finding.severity}:[/{style}] {escape(str(finding))}")
+
+
+def _render_pooling(fit: Fit, console: Console) -> None:
+    if not fit.design.level_names:
+        return
+    pooled = fit.pooling()
+    table = Table(title="Variance by level", title_justify="left", show_edge=False)
+    for col in ("level", "coef", "sd", "share of variance", "median pooling factor"):
+        table.add_column(col, justify="left" if col in ("level", "coef") else "right")
+    groups = pooled.groups
+    for _, row in pooled.levels.iterrows():
+        col = f"pool[{row['coef']}]"
+        at = groups[groups["level"] == row["level"]]
+        median = float(at[col].median()) if col in at and len(at) else float("nan")
+        table.add_row(
+            escape(str(row["level"])),
+            escape(str(row["coef"])),
+            _fmt(float(row["sd"])),
+            _fmt(float(row["share_of_variance"])),
+            _fmt(median),
+        )
+    console.print(table)
+    console.print(
+        "[dim]share of variance: the level's intercept variance over the total (ICC); "
+        "pooling factor: 0 = a group's own data decide, 1 = pooled into its parent "
+        "(per group: Fit.pooling()).[/dim]"
+    )
+
+
+def render_comparison(comparison, console: Console) -> None:
+    """Print a pooling comparison: LOO and leave-one-group-out side by side."""
+    table = Table(
+        title=f"Pooling comparison (leave one {comparison.level} out: {comparison.logo_method})",
+        title_justify="left",
+        show_edge=False,
+    )
+    shown = {
+        "elpd_loo": "elpd LOO",
+        "se": "se",
+        "elpd_diff": "diff",
+        "se_diff": "se diff",
+        "p_loo": "p_loo",
+        "elpd_logo": f"elpd LO-{comparison.level}-O",
+        "logo_diff": "diff",
+        "logo_se_diff": "se diff",
+        "pareto_k_rows": "k>0.7 rows",
+        "pareto_k_groups": "k>0.7 groups",
+    }
+    table.add_column("pooling")
+    for heading in shown.values():
+        table.add_column(heading, justify="right")
+    for name, row in comparison.table.iterrows():
+        cells = [
+            f"{int(row[col])}" if col.startswith("pareto") else f"{float(row[col]):.1f}"
+            for col in shown
+        ]
+        table.add_row(escape(str(name)), *cells)
+    console.print(table)
+    best = comparison.table["elpd_logo"].idxmax()
+    console.print(
+        f"Best at predicting a new {comparison.level}: pooling={best} (higher elpd is better; "
+        "a difference within about 2 of its se_diff is not clear)."
+    )
+    for note in comparison.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}")

@@ -1,0 +1,143 @@
+"""Predictive checks, pooling comparison (LOO and leave-one-group-out) and pooling factors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlm as hl
+from hierlm.compare import group_log_lik
+from test_model import dense_loglik_original
+
+FAST = {"chains": 2, "draws": 300, "tune": 300}
+FORMULA = "log_radon ~ floor + (1 + floor | county)"
+
+
+@pytest.fixture(scope="module")
+def radon_fit(radon_mn):
+    return hl.Model(FORMULA, radon_mn).fit(**FAST, seed=2)
+
+
+def test_ppc_statistics_and_shapes(radon_fit, radon_mn):
+    check = radon_fit.ppc(draws=200, seed=1)
+    assert check.replicated.shape == (200, len(radon_mn))
+    assert list(check.statistics.index) == ["mean", "sd", "min", "max", "sd of county means"]
+    np.testing.assert_allclose(check.statistics.loc["mean", "observed"], radon_mn.log_radon.mean())
+    # A model that fits: the centre and spread of the data are typical of its replicates.
+    for stat in ("mean", "sd", "sd of county means"):
+        assert 0.05 < check.statistics.loc[stat, "p_value"] < 0.95
+    assert check.extreme() == [] or all("max" in e or "min" in e for e in check.extreme())
+
+
+def test_ppc_flags_a_model_without_group_variation():
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(20), 10)
+    df = pd.DataFrame(
+        {"y": rng.normal(0, 2, 20)[g] + rng.normal(0, 0.5, len(g)), "g": g.astype(str)}
+    )
+    good = hl.Model("y ~ 1 + (1 | g)", df).fit(**FAST, seed=2).ppc(draws=200, seed=1)
+    bad = hl.Model("y ~ 1 + (1 | g)", df, pooling="complete").fit(**FAST, seed=2)
+    check = bad.ppc(draws=200, seed=1)
+    # Complete pooling cannot reproduce how much the group means differ; partial can.
+    assert check.statistics.loc["sd of g means", "p_value"] < 0.01
+    assert any("sd of g means" in e for e in check.extreme())
+    assert 0.05 < good.statistics.loc["sd of g means", "p_value"] < 0.95
+
+
+def test_prior_predictive_draws_from_the_priors_without_sampling(radon_mn):
+    tight = hl.Normal(0.0, 1e-3)
+    priors = hl.Priors(
+        intercept=tight,
+        beta=tight,
+        sd=hl.HalfNormal(1e-3),
+        sigma=hl.HalfNormal(2.0),
+    )
+    model = hl.Model(FORMULA, radon_mn, priors=priors)
+    started = time.perf_counter()
+    check = model.prior_predictive(draws=2000, seed=3)
+    assert time.perf_counter() - started < 30
+    assert check.source == "prior"
+    # y ≈ σ ε with σ ~ HalfNormal(2): the replicates' sd averages E σ = 2 √(2/π).
+    sd = check.statistics.loc["sd", "mean"]
+    assert sd == pytest.approx(2 * np.sqrt(2 / np.pi), rel=0.05)
+    assert abs(check.statistics.loc["mean", "mean"]) < 0.05
+
+
+def test_prior_predictive_group_spread_follows_the_sd_prior(radon_mn):
+    priors = hl.Priors(
+        intercept=hl.Normal(0.0, 1e-3),
+        beta=hl.Normal(0.0, 1e-3),
+        sd=hl.HalfNormal(1e-3),
+        sigma=hl.HalfNormal(1e-3),
+    )
+    quiet = hl.Model("log_radon ~ 1 + (1 | county)", radon_mn, priors=priors)
+    wide = hl.Model(
+        "log_radon ~ 1 + (1 | county)",
+        radon_mn,
+        priors=priors.merged(hl.Priors(sd=hl.HalfNormal(3.0))),
+    )
+    a = quiet.prior_predictive(draws=500, seed=1).statistics.loc["sd of county means", "mean"]
+    b = wide.prior_predictive(draws=500, seed=1).statistics.loc["sd of county means", "mean"]
+    assert a < 0.01
+    # County means ≈ the county effects: their sd averages E τ = 3 √(2/π).
+    assert b == pytest.approx(3 * np.sqrt(2 / np.pi), rel=0.1)
+
+
+def test_pooling_factor_matches_the_closed_form(radon_mn):
+    fit = hl.Model("log_radon ~ floor + (1 | county)", radon_mn).fit(**FAST, seed=4)
+    pooled = fit.pooling()
+    post = fit.idata.posterior
+    s2 = post["sigma"].values.reshape(-1, 1) ** 2
+    t2 = post["sd_county"].values.reshape(-1, 1) ** 2
+    n = pooled.groups["n"].to_numpy()[None, :]
+    want = np.mean(s2 / (s2 + n * t2), axis=0)
+    got = pooled.groups["pool[Intercept]"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=0.02)
+    # Small counties are pooled more than large ones.
+    assert got[np.argmin(n)] > 0.5 > got[np.argmax(n)]
+    share = pooled.levels.set_index("coef").loc["Intercept", "share_of_variance"]
+    assert share == pytest.approx(np.mean(t2 / (t2 + s2)), rel=1e-6)
+
+
+def test_group_log_lik_is_the_exact_conditional_density(small_df):
+    priors = hl.Priors(intercept=hl.Normal(9.0, 3.0), beta=hl.Normal(1.0, 2.0))
+    model = hl.Model("y ~ x + (1 + x | a/b)", small_df, priors=priors)
+    fit = model.fit(chains=1, draws=30, tune=100, seed=3)
+    xbar = small_df["x"].mean()
+    A = np.array([[1.0, -xbar], [0.0, 1.0]])
+    mean, cov = A @ np.array([9.0, 1.0]), A @ np.diag([9.0, 4.0]) @ A.T
+    cond, method = group_log_lik(fit, model, "a", np.array([5, 17]))
+    assert "exact" in method
+    post = fit.idata.posterior.isel(chain=0)
+    labels = model.data.design.tree.labels[0]
+    for row, d in enumerate((5, 17)):
+        p = post.isel(draw=d)
+        args = [float(p["sigma"]), p["sd_a"].values, p["corr_a"].values]
+        args += [p["sd_b"].values, p["corr_b"].values, mean, cov]
+        full = dense_loglik_original(small_df, *args)
+        for g, label in enumerate(labels):
+            rest = small_df[small_df["a"] != label].reset_index(drop=True)
+            want = full - dense_loglik_original(rest, *args)
+            assert cond[row, g] == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_partial_pooling_predicts_new_counties_best(radon_mn):
+    fit = hl.Model(FORMULA, radon_mn).fit(chains=4, draws=500, tune=500, seed=1)
+    comparison = fit.compare_pooling()
+    table = comparison.table
+    assert comparison.level == "county"
+    assert "exact" in comparison.logo_method
+    logo = table["elpd_logo"]
+    assert logo["partial"] > logo["complete"] + 2 * table.loc["complete", "logo_se_diff"]
+    assert logo["partial"] > logo["none"] + 2 * table.loc["none", "logo_se_diff"]
+    assert table["elpd_loo"].idxmax() == "partial"
+    assert set(comparison.fits) == {"partial", "none", "complete"}
+    assert comparison.fits["partial"] is fit
+    # No pooling has a free effect per county: many more effective parameters.
+    assert (
+        table.loc["none", "p_loo"] > table.loc["partial", "p_loo"] > table.loc["complete", "p_loo"]
+    )
