@@ -141,3 +141,26 @@ def test_partial_pooling_predicts_new_counties_best(radon_mn):
     assert (
         table.loc["none", "p_loo"] > table.loc["partial", "p_loo"] > table.loc["complete", "p_loo"]
     )
+
+
+def test_sensitivity_names_the_prior_a_parameter_hinges_on():
+    rng = np.random.default_rng(8)
+    g = np.repeat(np.arange(3), 30)
+    df = pd.DataFrame(
+        {"y": rng.normal(0, 1.5, 3)[g] + rng.normal(0, 1.0, len(g)), "g": g.astype(str)}
+    )
+    # Three groups barely inform their sd, and this prior holds it well below the data's
+    # spread: halving or doubling it moves the sd's posterior far.
+    fit = hl.Model("y ~ 1 + (1 | g)", df, priors=hl.Priors(sd=hl.HalfNormal(0.3))).fit(
+        **FAST, seed=1
+    )
+    result = fit.sensitivity()
+    assert set(result.table["prior"]) == {"intercept", "sd", "sigma"}
+    sd_rows = result.table[
+        (result.table["prior"] == "sd") & (result.table["parameter"] == "sd_g[Intercept]")
+    ]
+    assert sd_rows.set_index("width").loc[2.0, "shift_sd"] > 0.5
+    assert sd_rows.set_index("width").loc[0.5, "shift_sd"] < -0.5
+    assert any(f.startswith("sd_g[Intercept] depends on the sd prior") for f in result.findings)
+    # 90 rows pin sigma down whatever its prior.
+    assert not any(f.startswith("sigma depends on the sigma prior") for f in result.findings)

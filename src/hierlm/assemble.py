@@ -27,6 +27,7 @@ from .priors import (
     Priors,
     ScalePrior,
     StudentT,
+    stretch,
 )
 from .suffstats import SuffStats
 
@@ -107,7 +108,10 @@ def _coef_priors(
             user = priors.beta_for(name)
             default = Normal(0.0, 2.5 * sc.y_scale / sc.x_scale[j])
             label = f"beta[{name}]"
-        chosen = user if user is not None else default
+        chosen = stretch(
+            user if user is not None else default,
+            priors.width("intercept" if j == enc.intercept else "beta"),
+        )
         out.append(chosen)
         source = _default_source(design.spec)
         if j == enc.intercept and design.spec.link_scale:
@@ -166,7 +170,9 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     L0_base = D @ A
 
     # Residual sd.
-    sigma_prior: ScalePrior = priors.sigma or Exponential(1.0 / sc.y_scale)
+    sigma_prior: ScalePrior = stretch(
+        priors.sigma or Exponential(1.0 / sc.y_scale), priors.width("sigma")
+    )
     if spec.has_sigma:
         said.append(
             PriorStatement(
@@ -208,7 +214,9 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         rows, kinds = [], set()
         for j in v:
             name = enc.coef_names[j]
-            prior = user_sd or HalfStudentT(3.0, 2.5 * sc.y_scale / sc.x_scale[j])
+            prior = stretch(
+                user_sd or HalfStudentT(3.0, 2.5 * sc.y_scale / sc.x_scale[j]), priors.width("sd")
+            )
             said.append(
                 PriorStatement(
                     f"sd_{lv.name}[{name}]",
@@ -220,7 +228,7 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
             kinds.add(kind)
             rows.append((d, s))
         (sd_kind,) = kinds
-        lkj = priors.corr_for(lv.name) or LKJ(2.0)
+        lkj = stretch(priors.corr_for(lv.name) or LKJ(2.0), priors.width("corr"))
         n_corr = sum(lv.correlated)
         if n_corr:
             said.append(

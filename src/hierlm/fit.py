@@ -281,6 +281,23 @@ class Fit:
 
         return pooling(self)
 
+    def sensitivity(self, data: Any = None, threshold: float = 0.25, **fit_settings: Any) -> Any:
+        """Prior sensitivity: refit with each prior class 2x wider and 2x narrower.
+
+        Classes are the population slopes, the intercept, the group sds, the residual sd
+        and the correlations (those the model has), defaults included.
+
+        Returns
+        -------
+        hierlm.sensitivity.Sensitivity
+            ``table`` of posterior-mean shifts in posterior sds, and ``findings``: every
+            parameter whose mean moved by more than ``threshold`` sds, in plain words.
+        """
+        from .check import frame_for
+        from .sensitivity import sensitivity
+
+        return sensitivity(self, frame_for(self, data), threshold=threshold, settings=fit_settings)
+
     def notes(self) -> list[str]:
         """What the model did with the data: dropped rows, repeated labels."""
         out = []

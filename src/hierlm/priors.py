@@ -193,6 +193,19 @@ class Priors:
     sd: ScalePrior | dict[str, ScalePrior] | None = None
     sigma: ScalePrior | None = None
     corr: LKJ | dict[str, LKJ] | None = field(default=None)
+    widths: tuple[tuple[str, float], ...] = ()
+
+    def width(self, cls: str) -> float:
+        """How much every prior of a class (``beta``, ``intercept``, ``sd``, ``sigma``,
+        ``corr``) is widened, defaults included (1: as stated)."""
+        return dict(self.widths).get(cls, 1.0)
+
+    def widened(self, cls: str, factor: float) -> Priors:
+        """These priors with every prior of ``cls`` ``factor`` times as wide (for the
+        prior sensitivity check)."""
+        widths = dict(self.widths)
+        widths[cls] = widths.get(cls, 1.0) * _positive("width factor", factor)
+        return replace(self, widths=tuple(sorted(widths.items())))
 
     def beta_for(self, coef: str) -> CoefPrior | None:
         """The user's prior for one population slope, if any."""
@@ -321,3 +334,15 @@ def parse_prior(text: str) -> Priors:
     raise PriorError(
         f"unknown parameter class {match['cls']!r} in {text!r}; use beta, intercept, sd, sigma or corr"
     )
+
+
+def stretch(prior, factor: float):
+    """``prior`` made ``factor`` times as wide: scales multiplied, an Exponential's rate
+    divided, an LKJ's η divided (smaller η spreads the correlations)."""
+    if factor == 1.0:
+        return prior
+    if isinstance(prior, Exponential):
+        return replace(prior, rate=prior.rate / factor)
+    if isinstance(prior, LKJ):
+        return replace(prior, eta=prior.eta / factor)
+    return replace(prior, scale=prior.scale * factor)
