@@ -24,7 +24,7 @@ data decide, 1 when it is pooled completely into its parent. For one intercept i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -146,6 +146,7 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
     import jax.numpy as jnp
 
     from .collapse import LevelFactor, TreeStats, upward
+    from .compiled import program
 
     design = fit.design
     tree = design.tree
@@ -168,15 +169,17 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
         lams.append(sd_std[:, :, None] * root)
         vs.append(v)
     st = fit.stats
-    stats = TreeStats(
-        n=jnp.asarray(st.n),
-        xtx=jnp.asarray(np.moveaxis(st.xtx, 0, -1)),
-        xty=jnp.asarray(np.moveaxis(st.xty, 0, -1)),
-        yty=jnp.asarray(st.yty),
-        parents=tuple(jnp.asarray(p) for p in tree.parents),
-    )
+    # NumPy leaves: the saved program takes them as they are.
+    parts: list[Any] = [
+        np.asarray(st.n, dtype=np.float64),
+        np.ascontiguousarray(np.moveaxis(st.xtx, 0, -1)),
+        np.ascontiguousarray(np.moveaxis(st.xty, 0, -1)),
+        np.asarray(st.yty, dtype=np.float64),
+        tuple(np.asarray(p, dtype=np.int32) for p in tree.parents),
+    ]
+    stats = TreeStats(*parts)
 
-    def one(args):
+    def one(args, stats):
         s, lam_list = args
         levels = tuple(LevelFactor(lam, v) for lam, v in zip(lam_list, vs, strict=True))
         _, per_level = upward(stats, s, levels)
@@ -192,6 +195,10 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
             out.append(jnp.diagonal(jnp.linalg.inv(m), axis1=1, axis2=2))
         return tuple(out)
 
-    run = jax.jit(lambda s, lam_list: jax.lax.map(one, (s, lam_list)))
-    result = run(jnp.asarray(sigma), tuple(jnp.asarray(lam) for lam in lams))
+    def run(s, lam_list, stats):
+        return jax.lax.map(lambda a: one(a, stats), (s, lam_list))
+
+    # A saved program: a warm process (the CLI prints this in every summary) skips tracing.
+    args = (sigma, tuple(lams), stats)
+    result = program("pooling", run, args, key=tuple(vs), quick=True)(*args)
     return [np.asarray(r).mean(axis=0) if v else None for r, v in zip(result, vs, strict=True)]
