@@ -189,12 +189,15 @@ def predict(
         for path in (output, draws):
             if path is not None and path.exists() and not force:
                 raise HierlmError(f"{path} exists; pass --force to overwrite it")
+        if not 0 < hdi < 1:
+            raise HierlmError(f"--hdi must be in (0, 1), got {hdi!r}")
         result = load(fit_path)
         table = _read_table(data)
         pred = result.predict_draws(table, kind, new_groups, seed, n_draws)
-        if not 0 < hdi < 1:
-            raise HierlmError(f"--hdi must be in (0, 1), got {hdi!r}")
         summary = summarise_draws(pred, hdi, table.index)
+        if set(summary.columns) & set(table.columns):
+            # The input already has such columns (an earlier output, say): keep both.
+            summary = summary.add_prefix("pred_")
         _write_table(pd.concat([table, summary], axis=1), output, force)
         if draws is not None:
             raw = pd.DataFrame(

@@ -92,9 +92,11 @@ def _check_new_data(fit: Fit, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     for col in needed:
         s = frame[col]
         bad = s.isna().to_numpy().copy()
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if pd.api.types.is_bool_dtype(s):
+            pass  # a 0/1 predictor, as when the model was fitted
+        elif pd.api.types.is_numeric_dtype(s):
             bad |= ~np.isfinite(s.to_numpy(dtype=np.float64, na_value=np.nan))
-        elif col not in spec.all_group_columns and col not in enc.categories:
+        elif col not in spec.all_group_columns and col not in enc.categories and not bad.all():
             raise DataError(
                 f"column {col!r} of the new data has dtype {s.dtype}, but the model used it "
                 f"as a number (e.g. {s.dropna().iloc[0]!r}); convert it to numbers first"
@@ -103,9 +105,11 @@ def _check_new_data(fit: Fit, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
             rows = np.flatnonzero(bad)
             shown = ", ".join(str(frame.index[i]) for i in rows[:10])
             more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+            word = "row" if len(rows) == 1 else "rows"
             raise DataError(
                 f"column {col!r} of the new data is missing or not finite in {len(rows)} "
-                f"{'row' if len(rows) == 1 else 'rows'} ({'row' if len(rows) == 1 else 'rows'} {shown}{more}); predictions need every value, so drop or fill those rows"
+                f"{word} ({word} {shown}{more}); predictions need every value, so drop or "
+                "fill those rows"
             )
     return frame
 
