@@ -38,6 +38,15 @@ def test_fit_then_summary(csv_path, tmp_path):
     shown = runner.invoke(app, ["summary", str(out)])
     assert shown.exit_code == 0, shown.output
     assert "beta[x]" in shown.output and "sd_b[Intercept]" in shown.output
+    assert "Variance by level" in shown.output and "share of variance" in shown.output
+    compared = runner.invoke(app, ["compare", str(out), "--level", "a"])
+    assert compared.exit_code == 0, compared.output
+    for mode in ("partial", "none", "complete"):
+        assert mode in compared.output
+    assert "leave one a out: exact given the variance parameters" in compared.output
+    assert "Best at predicting a new a: pooling=" in compared.output
+    wrong = runner.invoke(app, ["compare", str(out), "--level", "zip"])
+    assert wrong.exit_code == 2 and "no level named 'zip'" in wrong.output
     assert "HalfNormal(2)" in shown.output
     assert "b: 'b0' occurs under 4 as, treated as 4 groups" in shown.output
     again = runner.invoke(app, args)

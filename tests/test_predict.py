@@ -555,3 +555,16 @@ def test_king_county_new_zipcodes_are_covered():
         np.testing.assert_allclose(table["mean"], pred.draws.mean(axis=0))
     rate = np.concatenate(pooled).mean()
     assert 0.87 <= rate <= 0.95, rate
+
+
+def test_integer_groups_are_found_when_the_column_turned_float(radon_mn):
+    # A CSV with a gap reads an integer column as float; 27001.0 must still be county 27001.
+    fit = hl.Model("log_radon ~ floor + (1 | county_fips)", radon_mn).fit(
+        chains=1, draws=50, tune=50, seed=0
+    )
+    rows = radon_mn.head(4)
+    as_float = rows.assign(county_fips=rows["county_fips"].astype(float))
+    a = fit.predict(rows, new_groups="error")
+    b = fit.predict(as_float, new_groups="error")
+    pd.testing.assert_frame_equal(a, b)
+    assert (b["known_level"] == "county_fips").all()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import HierlmError
-from .group_tree import _path_strings
+from .group_tree import path_labels
 
 if TYPE_CHECKING:
     from .fit import Fit
@@ -81,7 +81,7 @@ def statistics_of(
     from scipy import sparse
 
     for name, columns in group_levels:
-        codes, uniques = pd.factorize(_path_strings(frame, columns).to_numpy())
+        codes, uniques = pd.factorize(path_labels(frame, columns).to_numpy())
         if len(uniques) < 2:
             continue
         n = len(codes)

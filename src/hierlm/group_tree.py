@@ -14,7 +14,7 @@ import pandas as pd
 from .errors import DataError
 from .spec import LevelSpec, ModelSpec
 
-__all__ = ["GroupTree", "RepeatedLabel", "build_group_tree"]
+__all__ = ["GroupTree", "RepeatedLabel", "build_group_tree", "label_text", "path_labels"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class GroupTree:
         that level is not in the tree (a new group, or one under a new parent)."""
         out = np.full((len(frame), self.n_levels), -1, dtype=np.int64)
         for k, columns in enumerate(self.paths):
-            keys = pd.Index(_path_strings(frame, columns))
+            keys = pd.Index(path_labels(frame, columns))
             out[:, k] = pd.Index(self.labels[k]).get_indexer(keys)
         return out
 
@@ -96,14 +96,28 @@ class GroupTree:
         if not self.level_names:
             return np.zeros(len(frame), dtype=np.int64)
         lookup = pd.Index(self.labels[-1])
-        keys = pd.Index(_path_strings(frame, self.paths[-1]))
+        keys = pd.Index(path_labels(frame, self.paths[-1]))
         return lookup.get_indexer(keys)
 
 
-def _path_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    text = frame[columns[0]].astype(str)
+def label_text(column: pd.Series) -> pd.Series:
+    """The labels of a grouping column as text; a whole number stored as a float reads as
+    the integer (``27001.0`` → ``"27001"``), so a column that became float on the way (a
+    CSV with a gap) still finds its groups."""
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        whole = np.isfinite(values) & (np.floor(values) == values)
+        text = column.astype(str).to_numpy(dtype=object)
+        text[whole] = values[whole].astype(np.int64).astype(str)
+        return pd.Series(text, index=column.index, dtype=object)
+    return column.astype(str)
+
+
+def path_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """Each row's path label over ``columns`` (``"MN/AITKIN"``)."""
+    text = label_text(frame[columns[0]])
     for col in columns[1:]:
-        text = text + "/" + frame[col].astype(str)
+        text = text + "/" + label_text(frame[col])
     return text
 
 
@@ -115,7 +129,7 @@ def _label_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     ``"1"``) then share one code, since the label is what the user sees.
     """
     code, uniques = pd.factorize(column, sort=False)
-    text = np.asarray([str(u) for u in uniques], dtype=object)
+    text = label_text(pd.Series(uniques)).to_numpy(dtype=object)
     merged, labels = pd.factorize(text, sort=True)
     return merged.astype(np.int64)[code], np.asarray(labels, dtype=object)
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, HierlmError
-from .group_tree import GroupTree, _path_strings
+from .group_tree import GroupTree, path_labels
 from .table import to_pandas
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def _new_levels(
         unknown = ~known[:, k]
         if not unknown.any():
             continue
-        keys = _path_strings(frame.loc[unknown], tree.paths[k]).to_numpy()
+        keys = path_labels(frame.loc[unknown], tree.paths[k]).to_numpy()
         codes, uniques = pd.factorize(keys)
         counts[level] = len(uniques)
         if new_groups == "error":
