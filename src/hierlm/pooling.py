@@ -26,13 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 import pandas as pd
+
+from .collapse import LevelFactor, TreeStats, upward
+from .design import Design
+from .group_tree import GroupTree
+from .suffstats import SuffStats
 
 if TYPE_CHECKING:
     from .fit import Fit
 
-__all__ = ["Pooling", "pooling"]
+__all__ = ["Pooling", "pooling", "precompile"]
 
 _DRAWS = 200
 
@@ -142,18 +148,11 @@ def _group_factors(fit: Fit, idx: np.ndarray) -> pd.DataFrame:
 def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
     """Posterior mean of ``diag((I + ΩJ)⁻¹)`` per group and varying coefficient, per level
     of the primary chain (None where nothing varies)."""
-    import jax
-    import jax.numpy as jnp
-
-    from .collapse import LevelFactor, TreeStats, upward
-    from .compiled import program
-
     design = fit.design
     tree = design.tree
-    sc = design.scaling
-    factor = sc.coef_factor()
+    factor = design.scaling.coef_factor()
     names = list(design.coef_names)
-    sigma = _flat(fit, "sigma", idx) / sc.y_scale
+    sigma = _flat(fit, "sigma", idx) / design.scaling.y_scale
     lams, vs = [], []
     post = fit.idata["posterior"]
     for level in tree.level_names:
@@ -166,9 +165,32 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
             root = V * np.sqrt(np.clip(w, 0, None))[:, None, :]
         else:
             root = np.broadcast_to(np.eye(len(v)), (len(idx), len(v), len(v)))
-        lams.append(sd_std[:, :, None] * root)
+        lams.append(np.ascontiguousarray(sd_std[:, :, None] * root))
         vs.append(v)
-    st = fit.stats
+    stats = _tree_stats(fit.stats, tree)
+    run = _factor_program(tuple(vs), sigma, tuple(lams), stats)
+    result = run(sigma, tuple(lams), stats)
+    return [np.asarray(r).mean(axis=0) if v else None for r, v in zip(result, vs, strict=True)]
+
+
+def precompile(design: Design, stats: SuffStats, n_draws: int) -> None:
+    """Build the pooling factors' program for a partially pooled Gaussian fit of
+    ``n_draws`` draws ahead of time (a fit does this while the sampler's programs compile,
+    so the summary that follows does not wait for it)."""
+    spec = design.spec
+    if spec.pooling != "partial" or spec.family not in ("gaussian", "lognormal") or spec.se:
+        return
+    tree = design.tree
+    if not tree.n_levels:
+        return
+    n = min(_DRAWS, n_draws)
+    vs = tuple(lv.coefs for lv in design.levels[: tree.n_levels])
+    sigma = jax.ShapeDtypeStruct((n,), np.float64)
+    lams = tuple(jax.ShapeDtypeStruct((n, len(v), len(v)), np.float64) for v in vs)
+    _factor_program(vs, sigma, lams, _tree_stats(stats, tree))
+
+
+def _tree_stats(st: SuffStats, tree: GroupTree) -> Any:
     # NumPy leaves: the saved program takes them as they are.
     parts: list[Any] = [
         np.asarray(st.n, dtype=np.float64),
@@ -177,7 +199,15 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
         np.asarray(st.yty, dtype=np.float64),
         tuple(np.asarray(p, dtype=np.int32) for p in tree.parents),
     ]
-    stats = TreeStats(*parts)
+    return TreeStats(*parts)
+
+
+def _factor_program(vs: tuple[tuple[int, ...], ...], sigma: Any, lams: Any, stats: Any) -> Any:
+    """The compiled map over draws of the pooling factors (saved and reloaded like the
+    sampler's programs, so a warm summary skips its tracing)."""
+    import jax.numpy as jnp
+
+    from .compiled import program
 
     def one(args, stats):
         s, lam_list = args
@@ -198,7 +228,4 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
     def run(s, lam_list, stats):
         return jax.lax.map(lambda a: one(a, stats), (s, lam_list))
 
-    # A saved program: a warm process (the CLI prints this in every summary) skips tracing.
-    args = (sigma, tuple(lams), stats)
-    result = program("pooling", run, args, key=tuple(vs), quick=True)(*args)
-    return [np.asarray(r).mean(axis=0) if v else None for r, v in zip(result, vs, strict=True)]
+    return program("pooling", run, (sigma, lams, stats), key=vs, quick=True)
