@@ -126,6 +126,7 @@ def predictive_check(
 
 def frame_for(fit: Fit, data: Any) -> pd.DataFrame:
     """The rows a check runs on: ``data`` when given, else the rows the fit kept."""
+    from .fit import KEEP_DATA_ROWS
     from .table import to_pandas
 
     if data is not None:
@@ -133,6 +134,6 @@ def frame_for(fit: Fit, data: Any) -> pd.DataFrame:
     if fit.data is None:
         raise HierlmError(
             f"this fit did not keep its {fit.info.n_rows:,} rows (it keeps at most "
-            "1,000,000); pass the data again, e.g. fit.ppc(data=df)"
+            f"{KEEP_DATA_ROWS:,}); pass the data again, e.g. fit.ppc(data=df)"
         )
     return fit.data

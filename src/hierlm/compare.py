@@ -79,14 +79,14 @@ def _thinned_index(fit: Fit, max_draws: int) -> tuple[np.ndarray, int]:
 def pointwise_log_lik(fit: Fit, frame: pd.DataFrame, index: np.ndarray) -> np.ndarray:
     """``log p(y_i | parameters)`` per draw and row, on the response's original scale
     (lognormal's Jacobian included), shape (draws, rows)."""
-    from .predict import _flat, predict_draws
+    from .predict import predict_draws
 
     spec = fit.spec
     eta = predict_draws(fit, frame, "link", "error", draw_index=index).draws
     y = frame[spec.response].to_numpy(np.float64)[None, :]
     family = spec.family
     if family in ("gaussian", "lognormal", "student_t"):
-        sigma = _flat(fit, "sigma", index)[:, None] if spec.has_sigma else 0.0
+        sigma = fit.draws_of("sigma", index)[:, None] if spec.has_sigma else 0.0
         var = sigma**2
         if spec.se is not None:
             var = var + frame[spec.se].to_numpy(np.float64)[None, :] ** 2
@@ -95,7 +95,7 @@ def pointwise_log_lik(fit: Fit, frame: pd.DataFrame, index: np.ndarray) -> np.nd
         if family == "student_t":
             from scipy.stats import t
 
-            nu = _flat(fit, "nu", index)[:, None]
+            nu = fit.draws_of("nu", index)[:, None]
             out = t.logpdf(obs, nu, eta, np.sqrt(var))
         else:
             out = -0.5 * (obs - eta) ** 2 / var - 0.5 * np.log(2 * np.pi * var)

@@ -24,9 +24,12 @@ from .summary import posterior_table
 if TYPE_CHECKING:
     import arviz as az
 
-__all__ = ["FORMAT_VERSION", "Fit", "FitInfo", "load"]
+__all__ = ["FORMAT_VERSION", "KEEP_DATA_ROWS", "Fit", "FitInfo", "load"]
 
 FORMAT_VERSION = 2
+
+KEEP_DATA_ROWS = 1_000_000
+"""A fit keeps (and saves) its rows up to this many, for checks, comparisons and refits."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Fit:
     data
         The rows the model was fitted to (the columns it reads, after dropping missing
         values), kept for checks and refits when there are at most
-        :data:`hierlm.model.KEEP_DATA_ROWS` of them; otherwise None, and the methods that
+        :data:`KEEP_DATA_ROWS` of them; otherwise None, and the methods that
         need rows take them as ``data``.
     """
 
@@ -87,6 +90,13 @@ class Fit:
     def spec(self):
         """The model specification."""
         return self.design.spec
+
+    def draws_of(self, name: str, index: Any = None) -> Any:
+        """A posterior variable's draws with chains and draws flattened into one leading
+        axis, optionally only those at ``index``."""
+        a = self._posterior[name].values
+        flat = a.reshape(-1, *a.shape[2:])
+        return flat if index is None else flat[index]
 
     def main_vars(self) -> list[str]:
         """Population and variance parameters (not the per-group coefficients)."""

@@ -13,19 +13,16 @@ from typing import Any
 from . import _jax
 from .assemble import Problem, assemble
 from .errors import HierlmError
-from .fit import Fit, FitInfo
+from .fit import KEEP_DATA_ROWS, Fit, FitInfo
 from .formula import parse_formula
 from .ingest import Ingested, ingest
 from .priors import Priors
 from .spec import ModelSpec
 from .table import NaPolicy
 
-__all__ = ["KEEP_DATA_ROWS", "METHODS", "Model"]
+__all__ = ["METHODS", "Model"]
 
 METHODS = ("nuts", "map", "advi", "metropolis")
-
-KEEP_DATA_ROWS = 1_000_000
-"""A fit keeps (and saves) its rows up to this many, for checks, comparisons and refits."""
 
 Progress = Callable[[int, int, str], None]
 

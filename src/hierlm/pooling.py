@@ -53,16 +53,11 @@ class Pooling:
     groups: pd.DataFrame
 
 
-def _flat(fit: Fit, name: str, idx: np.ndarray) -> np.ndarray:
-    a = fit.idata["posterior"][name].values
-    return a.reshape(-1, *a.shape[2:])[idx]
-
-
 def _level_sds(fit: Fit, level: str, idx: np.ndarray):
     post = fit.idata["posterior"]
     if f"sd_{level}" in post:
         coefs = [str(c) for c in post[f"sd_{level}"].coords[f"coef_{level}"].values]
-        return coefs, _flat(fit, f"sd_{level}", idx), True
+        return coefs, fit.draws_of(f"sd_{level}", idx), True
     if "constant_data" in fit.idata.groups() and f"prior_sd_{level}" in fit.idata["constant_data"]:
         da = fit.idata["constant_data"][f"prior_sd_{level}"]
         coefs = [str(c) for c in da.coords[f"coef_{level}"].values]
@@ -80,7 +75,7 @@ def pooling(fit: Fit) -> Pooling:
     names = list(fit.design.coef_names)
     icpt = fit.design.encoding.intercept
     if spec.has_sigma and spec.family in ("gaussian", "lognormal", "student_t"):
-        resid = _flat(fit, "sigma", idx) ** 2
+        resid = fit.draws_of("sigma", idx) ** 2
     elif spec.family in ("bernoulli", "binomial"):
         resid = np.full(len(idx), np.pi**2 / 3)
     else:
@@ -152,7 +147,7 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
     tree = design.tree
     factor = design.scaling.coef_factor()
     names = list(design.coef_names)
-    sigma = _flat(fit, "sigma", idx) / design.scaling.y_scale
+    sigma = fit.draws_of("sigma", idx) / design.scaling.y_scale
     lams, vs = [], []
     post = fit.idata["posterior"]
     for level in tree.level_names:
@@ -160,7 +155,7 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
         v = tuple(names.index(c) for c in coefs)
         sd_std = sd / factor[list(v)] if v else sd
         if free and f"corr_{level}" in post:
-            corr = _flat(fit, f"corr_{level}", idx)
+            corr = fit.draws_of(f"corr_{level}", idx)
             w, V = np.linalg.eigh(corr)
             root = V * np.sqrt(np.clip(w, 0, None))[:, None, :]
         else:

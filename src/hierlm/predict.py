@@ -124,11 +124,6 @@ def _draw_index(fit: Fit, draws: int | None, rng: np.random.Generator) -> np.nda
     return np.sort(rng.choice(total, size=draws, replace=False))
 
 
-def _flat(fit: Fit, name: str, idx: np.ndarray) -> np.ndarray:
-    a = fit.idata["posterior"][name].values
-    return a.reshape(-1, *a.shape[2:])[idx]
-
-
 def _level_root(fit: Fit, level: str, idx: np.ndarray) -> tuple[list[int], np.ndarray] | None:
     """The varying coefficients of ``level`` and, per draw, a (q, q) factor of their
     covariance on the original scale; None when nothing varies there."""
@@ -136,9 +131,9 @@ def _level_root(fit: Fit, level: str, idx: np.ndarray) -> tuple[list[int], np.nd
     names = list(fit.design.coef_names)
     if f"sd_{level}" in post:
         coefs = [names.index(str(c)) for c in post[f"sd_{level}"].coords[f"coef_{level}"].values]
-        sd = _flat(fit, f"sd_{level}", idx)
+        sd = fit.draws_of(f"sd_{level}", idx)
         if f"corr_{level}" in post:
-            corr = _flat(fit, f"corr_{level}", idx)
+            corr = fit.draws_of(f"corr_{level}", idx)
             w, V = np.linalg.eigh(corr)
             root = V * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
         else:
@@ -224,7 +219,7 @@ def predict_draws(
     idx = _draw_index(fit, draws, rng) if draw_index is None else np.asarray(draw_index)
     design = fit.design
     x = design.encoding.encode(frame)
-    pop = _flat(fit, "beta", idx)  # (S, p)
+    pop = fit.draws_of("beta", idx)  # (S, p)
     eta = pop @ x.T
     known_level: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
@@ -241,7 +236,7 @@ def predict_draws(
         known_level[label] = names[depth + 1]
         new, c = _new_levels(fit, tree, frame, known, idx, new_groups, rng)
         counts.update(c)
-        group = [_flat(fit, f"beta_{level}", idx) for level in tree.level_names]
+        group = [fit.draws_of(f"beta_{level}", idx) for level in tree.level_names]
         # Each row's coefficients as a deviation from the population: its deepest known
         # group's (for a crossed chain, that is population plus deviation) plus its new
         # groups' draws.
@@ -277,7 +272,7 @@ def _on_scale(
     log_scale = spec.transform == "log" or family == "lognormal"
     if kind == "link":
         return eta
-    sigma = _flat(fit, "sigma", idx)[:, None] if spec.has_sigma else np.zeros((len(idx), 1))
+    sigma = fit.draws_of("sigma", idx)[:, None] if spec.has_sigma else np.zeros((len(idx), 1))
     if family in ("gaussian", "lognormal"):
         scale = sigma
         if spec.se is not None and kind == "response":
@@ -290,7 +285,7 @@ def _on_scale(
     if family == "student_t":
         if kind == "mean":
             return eta
-        nu = _flat(fit, "nu", idx)[:, None]
+        nu = fit.draws_of("nu", idx)[:, None]
         return eta + sigma * rng.standard_t(np.broadcast_to(nu, eta.shape))
     if family in ("bernoulli", "binomial"):
         prob = 1.0 / (1.0 + np.exp(-eta))
