@@ -568,3 +568,32 @@ def test_integer_groups_are_found_when_the_column_turned_float(radon_mn):
     b = fit.predict(as_float, new_groups="error")
     pd.testing.assert_frame_equal(a, b)
     assert (b["known_level"] == "county_fips").all()
+
+
+def test_new_group_without_pooling_draws_from_the_fixed_prior(radon_mn):
+    """pooling='none' gives each county its own coefficients under a fixed wide prior (no
+    shared sd): a new county's draws are the population value plus that prior's spread."""
+    fit = hl.Model(RADON_FORMULA, radon_mn, pooling="none").fit(
+        chains=1, draws=200, tune=200, seed=0
+    )
+    prior_sd = fit.idata["constant_data"]["prior_sd_county"].values
+    new = pd.DataFrame({"county": ["NOWHERE"] * 2, "floor": [0, 1]})
+    pred = fit.predict_draws(new, kind="link", seed=1)
+    dev = pred.draws - population_eta(fit, new)
+    u = design_rows(["Intercept", "floor"], new)
+    want = np.sqrt((u**2) @ prior_sd**2)
+    np.testing.assert_allclose(dev.std(axis=0), want, rtol=0.15)
+    # Far wider than partial pooling's new-county spread on the same data.
+    partial = hl.Model(RADON_FORMULA, radon_mn).fit(chains=1, draws=200, tune=200, seed=0)
+    spread = partial.predict_draws(new, kind="link", seed=1).draws.std(axis=0)
+    assert (dev.std(axis=0) > 3 * spread).all()
+
+
+def test_complete_pooling_predicts_every_group_as_the_population(radon_mn):
+    fit = hl.Model(RADON_FORMULA, radon_mn, pooling="complete").fit(
+        chains=1, draws=100, tune=100, seed=0
+    )
+    rows = pd.DataFrame({"county": ["AITKIN", "NOWHERE"], "floor": [1, 1]})
+    pred = fit.predict_draws(rows, kind="link")
+    np.testing.assert_allclose(pred.draws[:, 0], pred.draws[:, 1])
+    np.testing.assert_allclose(pred.draws, population_eta(fit, rows))
