@@ -236,6 +236,34 @@ def compare(
 
 
 @app.command()
+def check(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
+    draws: Annotated[int, typer.Option(help="Replicated data sets.")] = 500,
+    sensitivity: Annotated[
+        bool,
+        typer.Option("--sensitivity", help="Also refit with each prior class 2x wider/narrower."),
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The rows, when the fit did not keep them (over 1e6).")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Posterior predictive check (and prior sensitivity): could the data come from the fit?"""
+    from .fit import load
+    from .present import render_check, render_sensitivity
+
+    try:
+        result = load(fit_path)
+        table = _read_table(data) if data is not None else None
+        checked = result.ppc(data=table, draws=draws, seed=seed)
+        render_check(checked, out)
+        if sensitivity:
+            render_sensitivity(result.sensitivity(data=table), out)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def demo(
     seed: int = 0,
     output: Annotated[

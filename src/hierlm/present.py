@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .fit import Fit
 
-__all__ = ["render_comparison", "render_summary"]
+__all__ = ["render_check", "render_comparison", "render_sensitivity", "render_summary"]
 
 
 def _fmt(x: float) -> str:
@@ -150,3 +150,58 @@ def render_comparison(comparison, console: Console) -> None:
     )
     for note in comparison.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(note)}")
+
+
+def render_check(check, console: Console) -> None:
+    """Print a predictive check's test statistics and what stands out."""
+    table = Table(
+        title=f"{check.source.capitalize()} predictive check ({len(check.replicated)} replicated "
+        "data sets)",
+        title_justify="left",
+        show_edge=False,
+    )
+    table.add_column("statistic")
+    for col in check.statistics.columns:
+        table.add_column(col, justify="right")
+    for name, row in check.statistics.iterrows():
+        table.add_row(escape(str(name)), *(_fmt(float(v)) for v in row.to_numpy()))
+    console.print(table)
+    console.print(
+        "[dim]p_value = P(T(replicated) ≥ T(observed)); near 0 or 1 means the model rarely "
+        "reproduces that feature of the data.[/dim]"
+    )
+    extreme = check.extreme()
+    for line in extreme:
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}")
+    if not extreme:
+        console.print("[green]ok:[/green] every statistic is typical of the replicates.")
+
+
+def render_sensitivity(result, console: Console) -> None:
+    """Print which parameters move when a prior class is widened or narrowed."""
+    table = result.table
+    if len(table):
+        worst = table.assign(size=table["shift_sd"].abs()).sort_values("size", ascending=False)
+        worst = worst.drop_duplicates("parameter").head(10)
+        shown = Table(
+            title="Prior sensitivity (largest shifts, in posterior sds)",
+            title_justify="left",
+            show_edge=False,
+        )
+        for col in ("parameter", "prior", "width", "shift"):
+            shown.add_column(col, justify="left" if col in ("parameter", "prior") else "right")
+        for _, row in worst.iterrows():
+            shown.add_row(
+                escape(str(row["parameter"])),
+                escape(str(row["prior"])),
+                f"{row['width']:g}x",
+                f"{row['shift_sd']:+.2f}",
+            )
+        console.print(shown)
+    for line in result.findings:
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}")
+    if not result.findings:
+        console.print(
+            f"[green]ok:[/green] no posterior mean moves by more than {result.threshold:g} "
+            "posterior sds when any prior class is made 2x wider or narrower."
+        )
