@@ -109,7 +109,7 @@ def test_group_log_lik_is_the_exact_conditional_density(small_df):
     xbar = small_df["x"].mean()
     A = np.array([[1.0, -xbar], [0.0, 1.0]])
     mean, cov = A @ np.array([9.0, 1.0]), A @ np.diag([9.0, 4.0]) @ A.T
-    cond, method = group_log_lik(fit, model, "a", np.array([5, 17]))
+    cond, method = group_log_lik(fit, model, small_df, "a", np.array([5, 17]))
     assert "exact" in method
     post = fit.idata.posterior.isel(chain=0)
     labels = model.data.design.tree.labels[0]

@@ -597,3 +597,22 @@ def test_complete_pooling_predicts_every_group_as_the_population(radon_mn):
     pred = fit.predict_draws(rows, kind="link")
     np.testing.assert_allclose(pred.draws[:, 0], pred.draws[:, 1])
     np.testing.assert_allclose(pred.draws, population_eta(fit, rows))
+
+
+def test_predict_in_chunks_gives_the_same_summaries(radon_fit, radon_mn, monkeypatch):
+    from hierlm import predict as predict_module
+
+    rows = radon_mn.head(10)[["county", "floor"]]
+    whole = radon_fit.predict(rows)
+    # Three rows at a time: known groups' mean predictions are deterministic given the
+    # draws, so the chunked table must match exactly.
+    monkeypatch.setattr(predict_module, "_SUMMARY_ELEMENTS", 3 * 600)
+    chunked = radon_fit.predict(rows)
+    pd.testing.assert_frame_equal(whole, chunked)
+    new = pd.DataFrame({"county": ["NEW1", "NEW2"] * 20, "floor": [0, 1] * 20})
+    a = radon_fit.predict(new).attrs["new_groups"]
+    assert a == {"county": 2}
+    table = radon_fit.predict(new, seed=3)
+    # Rows of the same new group have the same predictive distribution in every chunk.
+    by_group = table.groupby(new["county"].to_numpy())["mean"]
+    assert by_group.std().max() < 4 * table["sd"].mean() / np.sqrt(600)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PredictiveCheck", "predictive_check", "statistics_of"]
 
+_MAX_ELEMENTS = 50_000_000
+
 
 @dataclass(frozen=True)
 class PredictiveCheck:
@@ -101,6 +103,9 @@ def predictive_check(
     spec = fit.spec
     if spec.response not in frame.columns:
         raise HierlmError(f"the data has no response column {spec.response!r} to check against")
+    # Replicates × rows are held at once: fewer replicates for very many rows.
+    cap = max(20, _MAX_ELEMENTS // max(len(frame), 1))
+    draws = cap if draws is None else min(draws, cap)
     pred = predict_draws(fit, frame, "response", "sample", seed, draws)
     y = frame[spec.response].to_numpy(np.float64)
     levels = [

@@ -193,22 +193,29 @@ def predict(
             raise HierlmError(f"--hdi must be in (0, 1), got {hdi!r}")
         result = load(fit_path)
         table = _read_table(data)
-        pred = result.predict_draws(table, kind, new_groups, seed, n_draws)
-        summary = summarise_draws(pred, hdi, table.index)
-        if set(summary.columns) & set(table.columns):
-            # The input already has such columns (an earlier output, say): keep both.
-            summary = summary.add_prefix("pred_")
-        _write_table(pd.concat([table, summary], axis=1), output, force)
-        if draws is not None:
+        raw = None
+        if draws is None:
+            # Summaries only: predict() works through the rows in memory-bounded chunks.
+            summary = result.predict(table, kind, new_groups, hdi, seed, n_draws)
+            counts = summary.attrs.get("new_groups", {})
+        else:
+            pred = result.predict_draws(table, kind, new_groups, seed, n_draws)
+            summary = summarise_draws(pred, hdi, table.index)
+            counts = pred.new_groups
             raw = pd.DataFrame(
                 pred.draws.T,
                 index=table.index,
                 columns=[f"draw_{i}" for i in range(len(pred.draws))],
             )
+        if set(summary.columns) & set(table.columns):
+            # The input already has such columns (an earlier output, say): keep both.
+            summary = summary.add_prefix("pred_")
+        _write_table(pd.concat([table, summary], axis=1), output, force)
+        if draws is not None and raw is not None:
             _write_table(raw, draws, force)
     except HierlmError as exc:
         raise _fail(exc) from None
-    new = ", ".join(f"{n} new {level}" for level, n in pred.new_groups.items())
+    new = ", ".join(f"{n} new {level}" for level, n in counts.items())
     out.print(f"{len(table):,} predictions written to {output}" + (f" ({new})" if new else ""))
 
 

@@ -39,6 +39,7 @@ __all__ = ["Comparison", "compare_pooling", "logo", "pointwise_log_lik", "psis_l
 
 POOLINGS = ("partial", "none", "complete")
 _MAX_DRAWS = 2000
+_MAX_ELEMENTS = 50_000_000  # draws × rows of pointwise log-likelihood held at once
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,15 @@ def _group_codes(fit: Fit, frame: pd.DataFrame, level: str) -> tuple[np.ndarray,
     )
 
 
-def logo(fit: Fit, model: Model, level: str, max_draws: int = _MAX_DRAWS) -> tuple[Any, str]:
+def logo(
+    fit: Fit, model: Model, frame: pd.DataFrame, level: str, max_draws: int = _MAX_DRAWS
+) -> tuple[Any, str]:
     """Leave-one-group-out elpd per group of ``level``: (elpd per group, Pareto k̂ per
     group), and how it was computed."""
     import arviz as az
 
     index, _ = _thinned_index(fit, max_draws)
-    cond, method = group_log_lik(fit, model, level, index)
+    cond, method = group_log_lik(fit, model, frame, level, index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         lw, k = az.psislw(-cond.T)
@@ -162,12 +165,12 @@ def logo(fit: Fit, model: Model, level: str, max_draws: int = _MAX_DRAWS) -> tup
     return (elpd, np.asarray(k)), method
 
 
-def group_log_lik(fit: Fit, model: Model, level: str, index: np.ndarray) -> tuple[np.ndarray, str]:
+def group_log_lik(
+    fit: Fit, model: Model, frame: pd.DataFrame, level: str, index: np.ndarray
+) -> tuple[np.ndarray, str]:
     """Per posterior draw in ``index`` and group of ``level``, the group's log-likelihood
     that LOGO weights with, on the original scale: ``log p(y_g | y_{-g}, θ)`` for a
     collapsed fit, the group's summed row log-likelihood otherwise; and the route's name."""
-    frame = model.data.frame
-    assert frame is not None
     codes, n_groups = _group_codes(fit, frame, level)
     if "unconstrained_posterior" in fit.idata.groups():
         theta = fit.idata["unconstrained_posterior"]["theta"].values
@@ -265,8 +268,9 @@ def compare_pooling(
         model = Model(fit.spec.formula, frame, **(options | {"pooling": mode}))
         f = fit if mode == fit.spec.pooling and refit is None else model.fit(**settings)
         fits[mode] = f
-        loo = psis_loo(f, frame)
-        (elpd_g, k_g), methods[mode] = logo(f, model, level)
+        used = model.data.frame if model.data.frame is not None else _used_rows(fit, frame)
+        loo = psis_loo(f, used, max_draws=max(100, min(_MAX_DRAWS, _MAX_ELEMENTS // len(used))))
+        (elpd_g, k_g), methods[mode] = logo(f, model, used, level)
         loo_i[mode] = np.asarray(loo.loo_i)
         logo_g[mode] = elpd_g
         n_bad, n_bad_g = int((np.asarray(loo.pareto_k) > 0.7).sum()), int((k_g > 0.7).sum())
@@ -316,6 +320,16 @@ def compare_pooling(
     else:
         method = "; ".join(f"{mode}: {text}" for mode, text in methods.items())
     return Comparison(table, level, method, notes, fits)
+
+
+def _used_rows(fit: Fit, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows a model fitted to ``frame`` used: those without missing values in the
+    columns it reads (the model dropped the others, or refused them under na='error')."""
+    spec = fit.spec
+    columns = [spec.response, *fit.design.encoding.variables, *spec.all_group_columns]
+    columns += [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
+    present = [c for c in dict.fromkeys(columns) if c in frame.columns]
+    return frame.dropna(subset=present).reset_index(drop=True)
 
 
 def _se_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -234,7 +234,8 @@ class Fit:
         data
             Rows to replicate; default the rows the model was fitted to.
         draws
-            Replicated data sets (a random subset of the posterior draws; None for all).
+            Replicated data sets (a random subset of the posterior draws; None for all),
+            at most 50 million values in all (fewer replicates for very many rows).
         seed
             Seed for the replicates.
 

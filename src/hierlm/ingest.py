@@ -71,6 +71,7 @@ class Ingested:
     rows: Rows | None = None
     log_weight: float = 0.0
     frame: pd.DataFrame | None = None
+    """The cleaned table (the columns the model reads), when small enough to keep."""
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
@@ -109,6 +110,7 @@ def ingest(
     chunk_rows: int = 250_000,
     on_rows: Callable[[int], None] | None = None,
     keep_rows: bool = False,
+    keep_frame_rows: int = 1_000_000,
 ) -> Ingested:
     """Validate the table, build the design and accumulate the statistics.
 
@@ -126,6 +128,9 @@ def ingest(
         Called with the number of rows done after each chunk.
     keep_rows
         Also keep the rows themselves (:class:`Rows`), which the full-latent engine needs.
+    keep_frame_rows
+        Keep the cleaned table (``Ingested.frame``, for checks and refits) when it has at
+        most this many rows.
     """
     columns = _needed_columns(spec)
     table = prepare_table(data, columns, spec.response, spec.transform == "log", na)
@@ -199,7 +204,7 @@ def ingest(
         sum_log_response=float(y_all.sum()) if spec.transform == "log" else 0.0,
         rows=rows,
         log_weight=log_weight,
-        frame=table.frame,
+        frame=table.frame if len(table.frame) <= keep_frame_rows else None,
     )
 
 

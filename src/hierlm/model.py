@@ -106,7 +106,13 @@ class Model:
         }
         self.parameterization = parameterization
         self.priors = priors or Priors()
-        self.data: Ingested = ingest(self.spec, data, na=na, keep_rows=self.engine == "full")
+        self.data: Ingested = ingest(
+            self.spec,
+            data,
+            na=na,
+            keep_rows=self.engine == "full",
+            keep_frame_rows=KEEP_DATA_ROWS,
+        )
         self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
 
     @property
@@ -143,7 +149,12 @@ class Model:
         if not isinstance(draws, int) or draws < 2:
             raise HierlmError(f"draws must be an integer >= 2, got {draws!r}")
         d = self.data
-        assert d.frame is not None
+        if d.frame is None:
+            raise HierlmError(
+                f"a prior predictive check replicates every row, and this model has "
+                f"{d.n_rows:,}; build the model on a sample of them, e.g. "
+                f"hl.Model(formula, df.sample({KEEP_DATA_ROWS // 10:_}))"
+            )
         coefs = sample_prior(d.design, self.problem, draws, seed)
         run = plain_draws(np.zeros((1, draws, 0)), np.zeros((1, draws)))
         idata = build_idata(d.design, self.problem, run, coefs, d.n_rows, d.sum_log_response)
@@ -411,13 +422,12 @@ class Model:
         )
         if started is not None:
             timings["draws"] = time.perf_counter() - started
-        keep = d.frame is not None and d.n_rows <= KEEP_DATA_ROWS
         return Fit(
             idata=idata,
             design=d.design,
             stats=d.stats,
             info=self._info(settings, timings, **more),
-            data=d.frame if keep else None,
+            data=d.frame,
         )
 
     def _info(self, settings: dict[str, Any], timings: dict[str, float], **more: Any) -> FitInfo:

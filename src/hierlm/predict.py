@@ -45,6 +45,7 @@ KINDS = ("mean", "response", "link")
 NEW_GROUPS = ("sample", "population", "error")
 
 _CHUNK_ELEMENTS = 4_000_000
+_SUMMARY_ELEMENTS = 20_000_000  # draws × rows that predict() holds at once
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,11 @@ def predict_draws(
     seed: int = 0,
     draws: int | None = None,
     draw_index: np.ndarray | None = None,
+    stream: int = 0,
 ) -> Predictions:
     """Predictive draws for new rows (see :meth:`hierlm.Fit.predict`); ``draw_index``
-    picks posterior draws (flat over chains) instead of a random subset of ``draws``."""
+    picks posterior draws (flat over chains) instead of a random subset of ``draws``, and
+    ``stream`` > 0 gives another independent stream of new-group and response draws."""
     if kind not in KINDS:
         raise HierlmError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if new_groups not in NEW_GROUPS:
@@ -215,7 +218,7 @@ def predict_draws(
     frame = _check_new_data(fit, to_pandas(new_data), kind).reset_index(drop=True)
     if len(frame) == 0:
         raise DataError("the new data has no rows")
-    rng = np.random.default_rng([seed, 7])
+    rng = np.random.default_rng([seed, 7] if stream == 0 else [seed, 7, stream])
     idx = _draw_index(fit, draws, rng) if draw_index is None else np.asarray(draw_index)
     design = fit.design
     x = design.encoding.encode(frame)
@@ -312,9 +315,39 @@ def predict(
     (see :meth:`hierlm.Fit.predict`)."""
     if not 0 < hdi < 1:
         raise HierlmError(f"hdi must be in (0, 1), got {hdi!r}")
-    pred = predict_draws(fit, new_data, kind, new_groups, seed, draws)
-    index = to_pandas(new_data).index
-    return summarise_draws(pred, hdi, index)
+    frame = to_pandas(new_data)
+    idx = _draw_index(fit, draws, np.random.default_rng([seed, 7]))
+    step = max(1, _SUMMARY_ELEMENTS // len(idx))
+    if len(frame) <= step:
+        pred = predict_draws(fit, frame, kind, new_groups, seed, draws)
+        table = summarise_draws(pred, hdi, frame.index)
+        table.attrs["new_groups"] = pred.new_groups
+        return table
+    # Row by row, each prediction's distribution is the same whether or not its new
+    # group's draw is shared with rows in other chunks, so chunks only bound the memory.
+    parts = []
+    for c, start in enumerate(range(0, len(frame), step)):
+        chunk = frame.iloc[start : start + step]
+        pred = predict_draws(fit, chunk, kind, new_groups, seed, draw_index=idx, stream=c + 1)
+        parts.append(summarise_draws(pred, hdi, chunk.index))
+    table = pd.concat(parts)
+    table.attrs["new_groups"] = count_new_groups(fit, frame)
+    return table
+
+
+def count_new_groups(fit: Fit, new_data: Any) -> dict[str, int]:
+    """Per level, how many groups of ``new_data`` are not in the fit."""
+    frame = to_pandas(new_data)
+    counts: dict[str, int] = {}
+    for tree in fit.design.trees:
+        if not tree.n_levels:
+            continue
+        known = tree.locate(frame) >= 0
+        for k, level in enumerate(tree.level_names):
+            unknown = ~known[:, k]
+            if unknown.any():
+                counts[level] = int(path_labels(frame.loc[unknown], tree.paths[k]).nunique())
+    return counts
 
 
 def summarise_draws(pred: Predictions, hdi: float, index: pd.Index) -> pd.DataFrame:
