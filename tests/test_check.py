@@ -164,3 +164,26 @@ def test_sensitivity_names_the_prior_a_parameter_hinges_on():
     assert any(f.startswith("sd_g[Intercept] depends on the sd prior") for f in result.findings)
     # 90 rows pin sigma down whatever its prior.
     assert not any(f.startswith("sigma depends on the sigma prior") for f in result.findings)
+
+
+def _bernoulli_groups() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(12), 15)
+    eta = -0.3 + rng.normal(0, 1.0, 12)[g]
+    y = (rng.random(len(g)) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "g": g.astype(str)})
+
+
+@pytest.mark.slow
+def test_full_latent_fits_compare_by_importance_sampling_and_say_so():
+    fit = hl.Model("y ~ 1 + (1 | g)", _bernoulli_groups(), family="bernoulli").fit(**FAST, seed=1)
+    check = fit.ppc(draws=200)
+    # A 0/1 response ties its min and max in every replicate: mid p-values, no alarm.
+    assert check.statistics.loc["min", "p_value"] == pytest.approx(0.5)
+    assert not any(e.startswith(("min", "max")) for e in check.extreme())
+    comparison = fit.compare_pooling()
+    assert "full-latent engine: no exact route" in comparison.logo_method
+    table = comparison.table
+    assert set(table.index) == {"partial", "none", "complete"}
+    assert np.isfinite(table[["elpd_loo", "elpd_logo", "se_diff"]].to_numpy()).all()
+    assert (table["pareto_k_groups"] >= 0).all()

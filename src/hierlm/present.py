@@ -167,7 +167,7 @@ def render_check(check, console: Console) -> None:
         table.add_row(escape(str(name)), *(_fmt(float(v)) for v in row.to_numpy()))
     console.print(table)
     console.print(
-        "[dim]p_value = P(T(replicated) ≥ T(observed)); near 0 or 1 means the model rarely "
+        "[dim]p_value = P(T(replicated) > T(observed)), ties counting half; near 0 or 1 means the model rarely "
         "reproduces that feature of the data.[/dim]"
     )
     extreme = check.extreme()
