@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hierlm.datasets import kc_house, radon
+from hierlm.datasets import kc_house, radon, simulate_nested
 from hierlm.datasets._radon import clean_radon
 from hierlm.errors import DataError
 
@@ -182,3 +182,25 @@ def test_kc_house_returns_a_fresh_copy() -> None:
     df = kc_house()
     df["zipcode"] = "x"
     assert kc_house().loc[0, "zipcode"] == "98178"
+
+
+def test_simulate_nested_matches_its_truth():
+    df = simulate_nested(
+        levels={"g1": 2, "g2": 3}, rows=40, beta=(1.0, -2.0), sd=(0.5, 0.2), sigma=0.3, seed=4
+    )
+    truth = df.attrs["truth"]
+    assert list(df.columns) == ["g1", "g2", "x", "y"]
+    assert len(df) == 2 * 3 * 40
+    # Labels repeat under every parent, as real names do; the truth is keyed by path.
+    assert set(df["g2"]) == {"g21", "g22", "g23"}
+    leaves = truth["groups"]["g2"]
+    assert list(leaves.index[:3]) == ["g11/g21", "g11/g22", "g11/g23"]
+    coef = leaves.loc[df["g1"] + "/" + df["g2"]].to_numpy()
+    resid = df["y"].to_numpy() - coef[:, 0] - coef[:, 1] * df["x"].to_numpy()
+    assert resid.std() == pytest.approx(0.3, rel=0.1)
+    # Every child's coefficients are its parent's plus a deviation of the level's sd.
+    parents = truth["groups"]["g1"].loc[[p.split("/")[0] for p in leaves.index]].to_numpy()
+    dev = leaves.to_numpy() - parents
+    assert np.abs(dev[:, 0]).max() < 5 * 0.5 and np.abs(dev[:, 1]).max() < 5 * 0.2
+    with pytest.raises(DataError, match="corr"):
+        simulate_nested(corr=1.0)

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from hierlm.datasets._radon import clean_radon
+from hierlm.datasets._simulate import simulate_nested
 from hierlm.errors import DataError
 
-__all__ = ["kc_house", "radon"]
+__all__ = ["kc_house", "radon", "simulate_nested"]
 
 
 def _read_csv(name: str, **kwargs: Any) -> pd.DataFrame:
