@@ -187,3 +187,27 @@ def test_full_latent_fits_compare_by_importance_sampling_and_say_so():
     assert set(table.index) == {"partial", "none", "complete"}
     assert np.isfinite(table[["elpd_loo", "elpd_logo", "se_diff"]].to_numpy()).all()
     assert (table["pareto_k_groups"] >= 0).all()
+
+
+def test_fit_shows_itself_as_html_in_notebooks(radon_fit):
+    from html.parser import HTMLParser
+
+    html = radon_fit._repr_html_()
+    assert html.startswith('<section class="hierlm-fit">')
+    assert "log_radon ~ floor + (1 + floor | county)" in html
+    assert "county: 85" in html and "sd_county[floor]" in html
+    assert "<h4>Diagnostics</h4>" in html and "ESS" in html
+    # Well formed: every opened element is closed.
+    stack: list[str] = []
+    void = {"br", "hr", "img", "meta", "input"}
+
+    class Check(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert stack and stack.pop() == tag, tag
+
+    Check().feed(html)
+    assert stack == []

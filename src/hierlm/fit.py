@@ -91,6 +91,12 @@ class Fit:
         """The model specification."""
         return self.design.spec
 
+    def _repr_html_(self) -> str:
+        """The summary as HTML, for notebooks."""
+        from .display import fit_html
+
+        return fit_html(self)
+
     def draws_of(self, name: str, index: Any = None) -> Any:
         """A posterior variable's draws with chains and draws flattened into one leading
         axis, optionally only those at ``index``."""
