@@ -271,6 +271,30 @@ def check(
 
 
 @app.command()
+def report(
+    fit_path: Annotated[Path, typer.Argument(metavar="FIT", help="A file written by hierlm fit.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the HTML.")],
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Also refit with every pooling mode and compare.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+    seed: int = 0,
+) -> None:
+    """Write a self-contained HTML report of a fit."""
+    from .fit import load
+
+    try:
+        if output.exists() and not force:
+            raise HierlmError(f"{output} exists; pass --force to overwrite it")
+        result = load(fit_path)
+        comparison = result.compare_pooling() if compare else None
+        result.report(output, comparison=comparison, seed=seed)
+    except HierlmError as exc:
+        raise _fail(exc) from None
+    out.print(f"report written to {output}")
+
+
+@app.command()
 def demo(
     seed: int = 0,
     output: Annotated[

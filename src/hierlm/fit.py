@@ -91,6 +91,30 @@ class Fit:
         """The model specification."""
         return self.design.spec
 
+    @property
+    def plot(self) -> Any:
+        """The fit's plots (:class:`hierlm.plots.FitPlots`): ``fit.plot.trace()``,
+        ``forest(level)``, ``shrinkage()``, ``fitted_lines(x)``, ``ppc()``,
+        ``funnel(level)`` and ``pair()``, each returning a matplotlib Figure."""
+        from .plots import FitPlots
+
+        return FitPlots(self)
+
+    def report(
+        self,
+        path: str | os.PathLike[str],
+        comparison: Any = None,
+        overwrite: bool = True,
+        seed: int = 0,
+    ) -> Path:
+        """Write a self-contained HTML report (images embedded, no network needed): data
+        and hierarchy, model and priors, diagnostics, parameter tables, every plot, the
+        posterior predictive check, variance decomposition and pooling, and ``comparison``
+        (a :meth:`compare_pooling` result) when given. Written atomically."""
+        from .report import write_report
+
+        return write_report(self, path, comparison, overwrite, seed)
+
     def _repr_html_(self) -> str:
         """The summary as HTML, for notebooks."""
         from .display import fit_html
