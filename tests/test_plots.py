@@ -320,3 +320,16 @@ def test_clear_errors(radon_fit: hl.Fit, deep_fit: hl.Fit) -> None:
     assert plots.shrinkage_table(no_rows, data=radon_fit.data).equals(
         plots.shrinkage_table(radon_fit)
     )
+
+
+def test_shrinkage_draws_a_readable_subset_of_many_groups(radon_fit: hl.Fit) -> None:
+    fig = radon_fit.plot.shrinkage(max_groups=20)
+    ax = fig.axes[0]
+    assert "showing 20 of 85 groups" in ax.get_title()
+    # Twenty segments, smallest and largest county included.
+    segments = ax.collections[0].get_segments()
+    assert len(segments) == 20
+    table = radon_fit.plot.shrinkage_table()
+    sizes = sorted(round(s[0][0]) for s in segments)
+    assert sizes[0] <= table["n"].min() * 1.2 and sizes[-1] >= table["n"].max() * 0.8
+    plt.close(fig)

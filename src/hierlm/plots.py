@@ -298,7 +298,11 @@ def shrinkage_table(
 
 
 def shrinkage(
-    fit: Fit, level: str | None = None, coef: str = "Intercept", data: Any = None
+    fit: Fit,
+    level: str | None = None,
+    coef: str = "Intercept",
+    data: Any = None,
+    max_groups: int = 300,
 ) -> Figure:
     """Shrinkage plot: each group's own estimate pulled toward the others.
 
@@ -320,6 +324,9 @@ def shrinkage(
         The coefficient.
     data
         The rows; default the rows the fit kept.
+    max_groups
+        Above this many groups, draw this many, evenly spaced in their number of rows
+        (both ends included), and say so in the title.
 
     Returns
     -------
@@ -333,6 +340,10 @@ def shrinkage(
     level = fit.design.tree.level_names[-1] if level is None else level
     _, k = _level_position(fit, level)
     shown = table[table["method"] != "none"]
+    drawn = len(shown)
+    if drawn > max_groups:
+        by_size = shown.sort_values("n", kind="stable")
+        shown = by_size.iloc[_spread(drawn, max_groups)]
     rng = np.random.default_rng(0)
     # Many groups share a row count; a little multiplicative jitter keeps them apart.
     xs = shown["n"].to_numpy(np.float64) * np.exp(rng.uniform(-0.12, 0.12, len(shown)))
@@ -401,7 +412,9 @@ def shrinkage(
     title = (
         f"Shrinkage of {coef} across {len(table):,} {level} groups: no pooling → partial pooling"
     )
-    skipped = len(table) - len(shown)
+    if len(shown) < drawn:
+        title += f"\nshowing {len(shown)} of {drawn:,} groups, evenly spaced by rows"
+    skipped = len(table) - drawn
     if skipped:
         title += f"\n{skipped} groups left out: their rows do not identify {coef}"
     ax.set_title(title, fontsize="medium")
@@ -783,10 +796,14 @@ class FitPlots:
         return forest(self._fit, level, coef, max_groups, hdi_prob)
 
     def shrinkage(
-        self, level: str | None = None, coef: str = "Intercept", data: Any = None
+        self,
+        level: str | None = None,
+        coef: str = "Intercept",
+        data: Any = None,
+        max_groups: int = 300,
     ) -> Figure:
         """No pooling → partial pooling per group (:func:`hierlm.plots.shrinkage`)."""
-        return shrinkage(self._fit, level, coef, data)
+        return shrinkage(self._fit, level, coef, data, max_groups)
 
     def shrinkage_table(
         self, level: str | None = None, coef: str = "Intercept", data: Any = None
