@@ -482,7 +482,7 @@ def _progress(progress: bool | Progress) -> tuple[Progress | None, Callable[[], 
         return progress, lambda: None
     if not progress:
         return None, lambda: None
-    from .progress import SamplingProgress
+    from .progress import sampling_progress
 
-    bar = SamplingProgress()
+    bar = sampling_progress()
     return bar.update, bar.close

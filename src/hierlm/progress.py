@@ -1,6 +1,11 @@
-"""A rich progress bar for sampling (terminal and Jupyter)."""
+"""Sampling progress: a rich bar in a terminal, one updating line in a Jupyter notebook."""
 
 from __future__ import annotations
+
+import html
+import sys
+import time
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -11,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-__all__ = ["SamplingProgress"]
+__all__ = ["NotebookProgress", "SamplingProgress", "in_notebook", "sampling_progress"]
 
 
 class SamplingProgress:
@@ -41,3 +46,58 @@ class SamplingProgress:
         """Stop drawing."""
         if self._task is not None:
             self._bar.stop()
+
+
+class NotebookProgress:
+    """One output cell line, updated in place: an HTML ``<progress>`` bar with the phase,
+    ``done / total`` and the time (IPython's display handles; no widgets needed, where
+    rich's live display would ask for ipywidgets)."""
+
+    _EVERY = 0.25  # seconds between redraws: a notebook's front end repaints slowly
+
+    def __init__(self) -> None:
+        from IPython.display import HTML, display
+
+        self._html = HTML
+        self._handle: Any = display(HTML(""), display_id=True)
+        self._start = time.perf_counter()
+        self._shown = 0.0
+        self._last: tuple[int, int, str] | None = None
+
+    def update(self, done: int, total: int, phase: str) -> None:
+        """Redraw (at most every quarter second, and always at the end)."""
+        self._last = (done, total, phase)
+        now = time.perf_counter()
+        if done >= total or now - self._shown >= self._EVERY:
+            self._draw()
+            self._shown = now
+
+    def _draw(self) -> None:
+        if self._last is None or self._handle is None:
+            return
+        done, total, phase = self._last
+        elapsed = time.perf_counter() - self._start
+        self._handle.update(
+            self._html(
+                f'<progress value="{done}" max="{max(total, 1)}"></progress> '
+                f"<code>{html.escape(phase)} {done}/{total} · {elapsed:.1f} s</code>"
+            )
+        )
+
+    def close(self) -> None:
+        """Draw the final state."""
+        self._draw()
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython's ZMQ shell)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def sampling_progress() -> SamplingProgress | NotebookProgress:
+    """The progress display that suits where this process runs."""
+    return NotebookProgress() if in_notebook() else SamplingProgress()
