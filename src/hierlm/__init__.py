@@ -9,6 +9,7 @@ from .errors import DataError, FormulaError, HierlmError, PriorError
 from .fit import Fit, load
 from .model import Model
 from .priors import LKJ, Exponential, HalfCauchy, HalfNormal, HalfStudentT, Normal, Priors, StudentT
+from .source import open_source as scan
 
 __all__ = [
     "LKJ",
@@ -27,6 +28,7 @@ __all__ = [
     "StudentT",
     "datasets",
     "load",
+    "scan",
 ]
 __version__ = "0.1.0"
 

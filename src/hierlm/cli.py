@@ -49,7 +49,13 @@ def _read_table(path: Path):
 
 @app.command()
 def fit(
-    data: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet file.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, TSV or Parquet file or glob (data/*.parquet), or a DuckDB database "
+            "with --table or --sql. Large data is streamed, not loaded."
+        ),
+    ],
     formula: Annotated[
         str, typer.Argument(help='e.g. "log_radon ~ floor + (1 + floor | state/county)"')
     ],
@@ -79,6 +85,12 @@ def fit(
     na: Annotated[str, typer.Option(help="drop or error, for rows with missing values.")] = "drop",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+    sql: Annotated[
+        str | None, typer.Option(help="Query of the DuckDB database DATA to fit to.")
+    ] = None,
+    table_name: Annotated[
+        str | None, typer.Option("--table", help="Table of the DuckDB database DATA.")
+    ] = None,
 ) -> None:
     """Fit a model to a table and save it."""
     from .model import Model
@@ -91,7 +103,9 @@ def fit(
         if na not in ("drop", "error"):
             raise HierlmError(f"--na must be 'drop' or 'error', got {na!r}")
         priors = Priors.from_strings(prior or [])
-        table = _read_table(data)
+        from .source import open_source
+
+        table = open_source(data, sql=sql, table=table_name)
         model = Model(
             formula,
             table,

@@ -106,14 +106,33 @@ class Model:
         }
         self.parameterization = parameterization
         self.priors = priors or Priors()
-        self.data: Ingested = ingest(
+        self.data: Ingested = self._ingest(data, na)
+        self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
+
+    def _ingest(self, data: Any, na: NaPolicy) -> Ingested:
+        """In memory, or through DuckDB for paths, globs and relations: up to
+        ``KEEP_DATA_ROWS`` complete rows (or for models that need the rows) the needed columns
+        are read into memory; beyond that the statistics are accumulated batch by batch."""
+        from .source import DuckSource, is_source, open_source, quote
+
+        if isinstance(data, DuckSource) or is_source(data):
+            from .ingest import _needed_columns
+            from .stream import count_rows, ingest_source
+
+            source = data if isinstance(data, DuckSource) else open_source(data)
+            total, dropped, _, _ = count_rows(source, self.spec)
+            stream = self.engine == "collapsed" and self.spec.se is None
+            if stream and total - dropped > KEEP_DATA_ROWS:
+                return ingest_source(self.spec, source, na=na)
+            columns = ", ".join(quote(c) for c in dict.fromkeys(_needed_columns(self.spec)))
+            data = source.query(f"SELECT {columns} FROM rows")
+        return ingest(
             self.spec,
             data,
             na=na,
             keep_rows=self.engine == "full",
             keep_frame_rows=KEEP_DATA_ROWS,
         )
-        self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
 
     @property
     def n_groups(self) -> dict[str, int]:

@@ -1,0 +1,169 @@
+"""Reading through DuckDB: files, globs, databases with SQL, relations; streamed statistics
+equal the in-memory ones; missing values and bad files get clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierlm as hl
+from hierlm import model as model_module
+from hierlm.source import open_source
+from hierlm.stream import ingest_source
+
+FORMULA = "log_radon ~ floor + log_uranium + (1 + floor | state/county)"
+
+
+@pytest.fixture(scope="module")
+def radon_all() -> pd.DataFrame:
+    return hl.datasets.radon()
+
+
+@pytest.fixture
+def stream_everything(monkeypatch):
+    """Stream every source, however small (the threshold for reading into memory)."""
+    monkeypatch.setattr(model_module, "KEEP_DATA_ROWS", 10)
+
+
+def _same_stats(a, b, rtol=1e-9):
+    for name in ("n", "xtx", "xty", "yty"):
+        np.testing.assert_allclose(getattr(a.stats, name), getattr(b.stats, name), rtol=rtol)
+    assert a.design.tree.labels == b.design.tree.labels
+    assert a.design.coef_names == b.design.coef_names
+
+
+def test_streamed_parquet_glob_equals_in_memory(radon_all, tmp_path, stream_everything):
+    for i, rows in enumerate(np.array_split(np.arange(len(radon_all)), 3)):
+        radon_all.iloc[rows].to_parquet(tmp_path / f"part{i}.parquet")
+    streamed = hl.Model(FORMULA, str(tmp_path / "*.parquet"))
+    assert streamed.data.frame is None  # streamed: no rows kept
+    memory = hl.Model(FORMULA, radon_all)
+    _same_stats(streamed.data, memory.data)
+    assert streamed.data.n_rows == memory.data.n_rows
+    # The same rows are dropped for missing values (R5 has no uranium), and counted.
+    assert streamed.data.dropped_by_column == memory.data.dropped_by_column == {"log_uranium": 200}
+    # Repeated county names are still separate groups, found by the distinct-path pass.
+    assert {"MN/WASHINGTON", "PA/WASHINGTON"} <= set(streamed.data.design.tree.labels[1])
+
+
+def test_small_batches_give_the_same_statistics(radon_all, tmp_path):
+    path = tmp_path / "radon.parquet"
+    radon_all.to_parquet(path)
+    spec = hl.Model(FORMULA, radon_all).spec
+    one = ingest_source(spec, open_source(str(path)), batch_rows=1_000_000)
+    many = ingest_source(spec, open_source(str(path)), batch_rows=997)
+    for name in ("n", "xtx", "xty", "yty"):
+        np.testing.assert_allclose(getattr(one.stats, name), getattr(many.stats, name), rtol=1e-9)
+
+
+def test_sql_with_where_equals_filtering_in_pandas(radon_all, tmp_path, stream_everything):
+    import duckdb
+
+    db = tmp_path / "survey.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.register("frame", radon_all)
+        con.execute("CREATE TABLE homes AS SELECT * FROM frame")
+    query = "select * from homes where state in ('MN', 'PA', 'IN') and floor = 0"
+    streamed = hl.Model("log_radon ~ log_uranium + (1 | state/county)", hl.scan(str(db), sql=query))
+    subset = radon_all[radon_all["state"].isin(["MN", "PA", "IN"]) & (radon_all["floor"] == 0)]
+    memory = hl.Model("log_radon ~ log_uranium + (1 | state/county)", subset)
+    _same_stats(streamed.data, memory.data)
+    table = hl.Model("log_radon ~ floor + (1 | state/county)", hl.scan(str(db), table="homes"))
+    assert table.data.n_rows == len(radon_all)
+
+
+def test_a_duckdb_relation_is_a_source(radon_all, stream_everything):
+    import duckdb
+
+    con = duckdb.connect()
+    relation = con.from_df(radon_all).filter("state = 'MN'")
+    streamed = hl.Model("log_radon ~ floor + (1 | county)", relation)
+    memory = hl.Model("log_radon ~ floor + (1 | county)", radon_all[radon_all["state"] == "MN"])
+    _same_stats(streamed.data, memory.data)
+
+
+def test_small_sources_are_read_into_memory_and_keep_their_rows(radon_all, tmp_path):
+    path = tmp_path / "mn.csv"
+    radon_all[radon_all["state"] == "MN"].to_csv(path, index=False)
+    model = hl.Model("log_radon ~ floor + (1 | county)", str(path))
+    assert model.data.frame is not None and len(model.data.frame) == 919
+
+
+@pytest.mark.parametrize("policy", ["drop", "error"])
+def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, stream_everything, policy):
+    frame = radon_all[radon_all["state"].isin(["MN", "IN"])].copy()
+    frame.loc[frame.index[:7], "county"] = None
+    frame.loc[frame.index[10:13], "floor"] = np.nan
+    path = tmp_path / "holes.parquet"
+    frame.to_parquet(path)
+    if policy == "error":
+        with pytest.raises(
+            hl.DataError, match=r"10 rows have missing values \(column 'county': 7\)"
+        ):
+            hl.Model("log_radon ~ floor + (1 | state/county)", str(path), na="error")
+        return
+    model = hl.Model("log_radon ~ floor + (1 | state/county)", str(path))
+    assert model.data.n_dropped == 10
+    assert model.data.dropped_by_column == {"floor": 3, "county": 7}
+    assert model.data.n_rows == len(frame) - 10
+
+
+def test_a_column_that_changes_type_midway_is_refused(tmp_path, stream_everything):
+    rng = np.random.default_rng(0)
+    n = 40_000
+    frame = pd.DataFrame(
+        {
+            "y": rng.normal(size=n).round(3).astype(str),
+            "x": rng.normal(size=n),
+            "g": rng.integers(0, 20, n).astype(str),
+        }
+    )
+    frame.loc[n - 5, "y"] = "oops"  # past DuckDB's type sniffing sample
+    path = tmp_path / "mixed.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(hl.DataError, match=r"cannot read .*mixed\.csv"):
+        hl.Model("y ~ x + (1 | g)", str(path))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data": "nope.parquet"}, "no data file at nope.parquet"),
+        ({"data": "data.xlsx"}, "cannot tell the format"),
+    ],
+)
+def test_bad_paths_are_named(kwargs, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(hl.DataError, match=message):
+        hl.Model("y ~ x + (1 | g)", kwargs["data"])
+
+
+def test_database_needs_a_table_or_a_query(tmp_path):
+    import duckdb
+
+    db = tmp_path / "empty.duckdb"
+    duckdb.connect(str(db)).close()
+    with pytest.raises(hl.DataError, match="name a table"):
+        hl.scan(str(db))
+    with pytest.raises(hl.DataError, match="cannot read"):
+        hl.scan(str(db), table="missing")
+
+
+def test_misspelled_column_suggests_the_closest(radon_all, tmp_path, stream_everything):
+    path = tmp_path / "radon.parquet"
+    radon_all.to_parquet(path)
+    with pytest.raises(hl.DataError, match="did you mean 'log_radon'"):
+        hl.Model("log_radn ~ floor + (1 | county)", str(path))
+
+
+@pytest.mark.slow
+def test_streamed_fit_equals_the_in_memory_fit(radon_all, tmp_path, stream_everything):
+    path = tmp_path / "radon.parquet"
+    radon_all.to_parquet(path)
+    kw = {"chains": 2, "draws": 300, "tune": 300, "seed": 4}
+    streamed = hl.Model(FORMULA, str(path)).fit(**kw).summary()
+    memory = hl.Model(FORMULA, radon_all).fit(**kw).summary()
+    # The statistics agree to rounding, so the draws agree to rounding too.
+    np.testing.assert_allclose(streamed["mean"], memory["mean"], rtol=1e-6, atol=1e-8)
