@@ -193,3 +193,52 @@ def test_large_offset_loses_no_accuracy_against_a_two_pass_reference(tmp_path, s
     assert sc.y_scale == pytest.approx(y.std(), rel=1e-9)
     np.testing.assert_allclose(streamed.stats.yty, yty, rtol=1e-9)
     np.testing.assert_allclose(streamed.stats.xty, xty, rtol=1e-9, atol=1e-9 * np.abs(xty).max())
+
+
+def test_cli_fits_a_parquet_glob_and_a_database_query(radon_all, tmp_path):
+    import duckdb
+    from typer.testing import CliRunner
+
+    from hierlm.cli import app
+
+    for i, rows in enumerate(np.array_split(np.arange(len(radon_all)), 2)):
+        radon_all.iloc[rows].to_parquet(tmp_path / f"part{i}.parquet")
+    db = tmp_path / "survey.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.register("frame", radon_all)
+        con.execute("CREATE TABLE homes AS SELECT * FROM frame")
+    runner = CliRunner()
+    common = ["--chains", "1", "--draws", "50", "--tune", "50", "--quiet"]
+    glob = runner.invoke(
+        app,
+        [
+            "fit",
+            str(tmp_path / "*.parquet"),
+            "log_radon ~ floor + (1 | state)",
+            "-o",
+            str(tmp_path / "a.hlm"),
+            *common,
+        ],
+    )
+    assert glob.exit_code == 0, glob.output
+    assert hl.load(tmp_path / "a.hlm").info.n_rows == len(radon_all)
+    query = "select * from homes where state = 'MN'"
+    sql = runner.invoke(
+        app,
+        [
+            "fit",
+            str(db),
+            "log_radon ~ floor + (1 | county)",
+            "-o",
+            str(tmp_path / "b.hlm"),
+            "--sql",
+            query,
+            *common,
+        ],
+    )
+    assert sql.exit_code == 0, sql.output
+    assert hl.load(tmp_path / "b.hlm").info.n_rows == 919
+    missing = runner.invoke(
+        app, ["fit", str(db), "log_radon ~ floor + (1 | county)", "-o", str(tmp_path / "c.hlm")]
+    )
+    assert missing.exit_code == 2 and "name a table" in missing.output
