@@ -82,6 +82,11 @@ class GroupTree:
             out[:, k - 1] = self.parents[k][out[:, k]]
         return out
 
+    def level_totals(self, leaf_values: np.ndarray, level: int) -> np.ndarray:
+        """Sum a per-leaf quantity (rows, say) over each node of ``level``."""
+        node = self.ancestors(self.n_levels - 1)[:, level]
+        return np.bincount(node, weights=leaf_values, minlength=self.sizes[level])
+
     def locate(self, frame: pd.DataFrame) -> np.ndarray:
         """Node of each row at every level, shape (n, levels); -1 where the row's path to
         that level is not in the tree (a new group, or one under a new parent)."""

@@ -120,10 +120,11 @@ class Model:
             from .stream import count_rows, ingest_source
 
             source = data if isinstance(data, DuckSource) else open_source(data)
-            total, dropped, _, _ = count_rows(source, self.spec)
+            counts = count_rows(source, self.spec)
+            total, dropped = counts[0], counts[1]
             stream = self.engine == "collapsed" and self.spec.se is None
             if stream and total - dropped > KEEP_DATA_ROWS:
-                return ingest_source(self.spec, source, na=na)
+                return ingest_source(self.spec, source, na=na, counts=counts)
             columns = ", ".join(quote(c) for c in dict.fromkeys(_needed_columns(self.spec)))
             data = source.query(f"SELECT {columns} FROM rows")
         return ingest(

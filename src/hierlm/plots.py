@@ -901,8 +901,7 @@ def _group_sizes(fit: Fit, level: str) -> np.ndarray | None:
     """Rows per group of ``level`` (None for a crossed level of a fit without its rows)."""
     tree, k = _level_position(fit, level)
     if tree is fit.design.tree:
-        anc = tree.ancestors(tree.n_levels - 1)[:, k]
-        return np.bincount(anc, weights=fit.stats.n, minlength=tree.sizes[k])
+        return tree.level_totals(fit.stats.n, k)
     if fit.data is None:
         return None
     counts = path_labels(fit.data, tree.paths[k]).value_counts()

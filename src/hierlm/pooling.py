@@ -33,6 +33,7 @@ import pandas as pd
 from .collapse import LevelFactor, TreeStats, upward
 from .design import Design
 from .group_tree import GroupTree
+from .predict import level_factor
 from .suffstats import SuffStats
 
 if TYPE_CHECKING:
@@ -112,11 +113,7 @@ def _group_factors(fit: Fit, idx: np.ndarray) -> pd.DataFrame:
     tree = design.tree
     if not tree.n_levels:
         return pd.DataFrame(columns=["level", "group", "n"])
-    n_leaf = fit.stats.n
-    counts = []
-    for k in range(tree.n_levels):
-        anc = tree.ancestors(tree.n_levels - 1)[:, k]
-        counts.append(np.bincount(anc, weights=n_leaf, minlength=tree.sizes[k]))
+    counts = [tree.level_totals(fit.stats.n, k) for k in range(tree.n_levels)]
     gaussian = spec.family in ("gaussian", "lognormal") and spec.se is None
     factors = _factors(fit, idx) if gaussian else None
     frames = []
@@ -146,22 +143,15 @@ def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
     design = fit.design
     tree = design.tree
     factor = design.scaling.coef_factor()
-    names = list(design.coef_names)
     sigma = fit.draws_of("sigma", idx) / design.scaling.y_scale
-    lams, vs = [], []
-    post = fit.idata["posterior"]
+    lams: list[np.ndarray] = []
+    vs: list[tuple[int, ...]] = []
     for level in tree.level_names:
-        coefs, sd, free = _level_sds(fit, level, idx)
-        v = tuple(names.index(c) for c in coefs)
-        sd_std = sd / factor[list(v)] if v else sd
-        if free and f"corr_{level}" in post:
-            corr = fit.draws_of(f"corr_{level}", idx)
-            w, V = np.linalg.eigh(corr)
-            root = V * np.sqrt(np.clip(w, 0, None))[:, None, :]
-        else:
-            root = np.broadcast_to(np.eye(len(v)), (len(idx), len(v), len(v)))
-        lams.append(np.ascontiguousarray(sd_std[:, :, None] * root))
-        vs.append(v)
+        found = level_factor(fit, level, idx)
+        coefs, root = found if found is not None else ([], np.zeros((len(idx), 0, 0)))
+        # Original-scale factor rows divided by the coefficients' scale: standardised Λ.
+        lams.append(np.ascontiguousarray(root / factor[coefs][None, :, None]))
+        vs.append(tuple(coefs))
     stats = _tree_stats(fit.stats, tree)
     run = _factor_program(tuple(vs), sigma, tuple(lams), stats)
     result = run(sigma, tuple(lams), stats)

@@ -37,7 +37,7 @@ from .table import to_pandas
 if TYPE_CHECKING:
     from .fit import Fit
 
-__all__ = ["KINDS", "NEW_GROUPS", "Predictions", "predict", "predict_draws"]
+__all__ = ["KINDS", "NEW_GROUPS", "Predictions", "level_factor", "predict", "predict_draws"]
 
 Kind = Literal["link", "mean", "response"]
 NewGroups = Literal["sample", "population", "error"]
@@ -125,9 +125,10 @@ def _draw_index(fit: Fit, draws: int | None, rng: np.random.Generator) -> np.nda
     return np.sort(rng.choice(total, size=draws, replace=False))
 
 
-def _level_root(fit: Fit, level: str, idx: np.ndarray) -> tuple[list[int], np.ndarray] | None:
+def level_factor(fit: Fit, level: str, idx: np.ndarray) -> tuple[list[int], np.ndarray] | None:
     """The varying coefficients of ``level`` and, per draw, a (q, q) factor of their
-    covariance on the original scale; None when nothing varies there."""
+    covariance on the original scale (the fixed prior's under ``pooling="none"``); None when
+    nothing varies there."""
     post = fit.idata["posterior"]
     names = list(fit.design.coef_names)
     if f"sd_{level}" in post:
@@ -186,7 +187,7 @@ def _new_levels(
                 "(--new-groups sample) to draw them from the level's distribution, or "
                 "'population' to use their known parent's coefficients"
             )
-        root = _level_root(fit, level, idx) if new_groups == "sample" else None
+        root = level_factor(fit, level, idx) if new_groups == "sample" else None
         if root is None:
             continue
         coefs, factor = root

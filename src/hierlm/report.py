@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import HierlmError
+from .summary import posterior_table
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -75,10 +76,8 @@ def _levels(fit: Fit) -> list[dict[str, Any]]:
     """Per level of the primary chain: groups and rows per group."""
     tree = fit.design.tree
     out = []
-    n_leaf = fit.stats.n
     for k, name in enumerate(tree.level_names):
-        anc = tree.ancestors(tree.n_levels - 1)[:, k]
-        rows = np.bincount(anc, weights=n_leaf, minlength=tree.sizes[k]).astype(int)
+        rows = tree.level_totals(fit.stats.n, k).astype(int)
         out.append(
             {
                 "name": name,
@@ -117,10 +116,7 @@ def _group_tables(fit: Fit) -> list[dict[str, str]]:
                 f"Showing {len(shown)} of {len(labels):,} groups, evenly spaced in label "
                 "order; fit.summary(groups=True) lists every one."
             )
-        sub = post[[name]].sel({level: shown})
-        from .summary import posterior_table
-
-        table = posterior_table(sub, [name])
+        table = posterior_table(post[[name]].sel({level: shown}), [name])
         out.append({"title": f"Group coefficients: {level}", "note": note, "html": _table(table)})
     return out
 

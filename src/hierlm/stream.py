@@ -71,12 +71,17 @@ def count_rows(source: DuckSource, spec: ModelSpec) -> tuple[int, int, dict[str,
 
 
 def ingest_source(
-    spec: ModelSpec, source: DuckSource, na: NaPolicy = "drop", batch_rows: int = 500_000
+    spec: ModelSpec,
+    source: DuckSource,
+    na: NaPolicy = "drop",
+    batch_rows: int = 500_000,
+    counts: tuple[int, int, dict[str, int], str] | None = None,
 ) -> Ingested:
     """Validate the source, build the design from SQL summaries and accumulate the
-    statistics over record batches (collapsible models without ``se()``)."""
+    statistics over record batches (collapsible models without ``se()``). ``counts`` is
+    :func:`count_rows`'s answer when the caller has it (a full scan of the source)."""
     columns = _needed_columns(spec)
-    total, dropped, by_column, complete = count_rows(source, spec)
+    total, dropped, by_column, complete = counts or count_rows(source, spec)
     if dropped and na == "error":
         worst = max(by_column, key=lambda c: by_column[c])
         raise DataError(
