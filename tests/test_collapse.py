@@ -142,7 +142,7 @@ def test_downward_draws_match_dense_conditional():
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
     keys = jax.random.split(jax.random.PRNGKey(0), 20000)
     draw = jax.jit(jax.vmap(lambda k: draw_tree(k, stats, sigma, levels, m0, L0)))
-    root, (lev1, lev2), log_ml = draw(keys)
+    root, (lev1, lev2), log_ml, _ = draw(keys)
     want = log_marginal(stats, sigma, levels, m0, L0)
     assert np.allclose(np.asarray(log_ml), float(want), rtol=1e-12)
     # Dense joint prior of (root, level-1 nodes, leaves) is linear in standard normals.

@@ -172,13 +172,22 @@ def log_marginal(stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0, L
 
 
 def _draw_level(J, h, a, eps, lam, v):
-    """Draw a level's nodes given their parents' values ``a`` (p, G); ``eps`` is (q, G)."""
+    """Draw a level's nodes given their parents' values ``a`` (p, G); ``eps`` is (q, G).
+
+    Also returns the nodes' pooling factors ``diag((I + ΩJ_vv)⁻¹)`` (q, G), ``Ω = ΛΛᵀ``:
+    the weight of the parent's value in the node's conditional mean (see
+    :mod:`hierlm.pooling`). By the push-through identity it is
+    ``1 - diag(Pᵀ W)`` with ``P = R⁻¹Λᵀ`` and ``W = R⁻¹ΛᵀJ_vv``, from the same factor ``R``.
+    """
     idx = np.asarray(v)
     A, R = _factor(J, lam, v)
     b = jnp.sum(lam[:, :, None] * h[idx][:, None], axis=0) - jnp.sum(A * a[None], axis=1)
     # z = M⁻¹ b + R⁻ᵀ ε with M = R Rᵀ
     z = _solve_upper_t(R, _solve_lower(R, b) + eps)
-    return a.at[idx].add(jnp.sum(lam[:, :, None] * z[None], axis=1))
+    P = _solve_lower(R, lam.T[:, :, None])
+    W = _solve_lower(R, A[:, idx])
+    pool = 1.0 - jnp.sum(P * W, axis=0)
+    return a.at[idx].add(jnp.sum(lam[:, :, None] * z[None], axis=1)), pool
 
 
 def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0, L0):
@@ -186,9 +195,10 @@ def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0,
 
     Returns
     -------
-    root, per_level, log_ml
-        The population β (p,), per level the nodes' β with shape (G_l, p), and
-        ``log p(y_std | θ)``.
+    root, per_level, log_ml, pools
+        The population β (p,), per level the nodes' β with shape (G_l, p),
+        ``log p(y_std | θ)``, and per level the nodes' pooling factors (G_l, q_l) for the
+        coefficients that vary there.
     """
     (J, h, c), per_level = upward(stats, sigma, levels)
     log_ml, u, R = _root_terms(J, h, c, m0, L0)
@@ -197,13 +207,16 @@ def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0,
     z = solve_upper_t(R, (u + eps)[:, None])[:, 0]
     root = m0 + L0 @ z
     parent = root[:, None]
-    out = []
+    out, pools = [], []
     for depth, lf in enumerate(levels):
         Jl, hl = per_level[depth]
         a = parent[:, stats.parents[depth]]
+        pool = jnp.zeros((a.shape[1], 0), dtype=J.dtype)
         if lf.v:
             e = jax.random.normal(keys[depth + 1], (len(lf.v), a.shape[1]), dtype=J.dtype)
-            a = _draw_level(Jl, hl, a, e, lf.lam, lf.v)
+            a, pool = _draw_level(Jl, hl, a, e, lf.lam, lf.v)
+            pool = pool.T
         out.append(a.T)
+        pools.append(pool)
         parent = a
-    return root, tuple(out), log_ml
+    return root, tuple(out), log_ml, tuple(pools)

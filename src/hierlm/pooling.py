@@ -24,24 +24,15 @@ data decide, 1 when it is pooled completely into its parent. For one intercept i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
 import pandas as pd
-
-from .collapse import LevelFactor, TreeStats, upward
-from .design import Design
-from .group_tree import GroupTree
-from .predict import level_factor
-from .suffstats import SuffStats
 
 if TYPE_CHECKING:
     from .fit import Fit
 
-__all__ = ["Pooling", "pooling", "precompile"]
-
-_DRAWS = 200
+__all__ = ["Pooling", "pooling"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,6 @@ def pooling(fit: Fit) -> Pooling:
     """The variance decomposition and per-group pooling factors of a fit."""
     post = fit.idata["posterior"]
     total = post.sizes["chain"] * post.sizes["draw"]
-    thinned = np.linspace(0, total - 1, min(_DRAWS, total)).astype(int)
     idx = np.arange(total)
     spec = fit.spec
     names = list(fit.design.coef_names)
@@ -104,18 +94,19 @@ def pooling(fit: Fit) -> Pooling:
                 }
             )
     levels = pd.DataFrame(rows, columns=["level", "coef", "sd", "share_of_variance", "pooling"])
-    return Pooling(levels, _group_factors(fit, thinned))
+    return Pooling(levels, _group_factors(fit, idx))
 
 
 def _group_factors(fit: Fit, idx: np.ndarray) -> pd.DataFrame:
-    """Pooling factor of every group of the primary chain (NaN for non-Gaussian families)."""
+    """Pooling factor of every group of the primary chain: the posterior means the
+    downward pass accumulated (NaN for non-Gaussian families)."""
     design, spec = fit.design, fit.spec
     tree = design.tree
     if not tree.n_levels:
         return pd.DataFrame(columns=["level", "group", "n"])
     counts = [tree.level_totals(fit.stats.n, k) for k in range(tree.n_levels)]
     gaussian = spec.family in ("gaussian", "lognormal") and spec.se is None
-    factors = _factors(fit, idx) if gaussian else None
+    factors = fit.pooling_factors if gaussian else None
     frames = []
     names = list(design.coef_names)
     for k, level in enumerate(tree.level_names):
@@ -127,90 +118,11 @@ def _group_factors(fit: Fit, idx: np.ndarray) -> pd.DataFrame:
             coefs = [names[j] for j in design.levels[k].coefs]
         level_factors = factors[k] if factors is not None else None
         for j, coef in enumerate(coefs):
-            if factors is None:
+            if level_factors is None:
                 table[f"pool[{coef}]"] = np.nan
-            elif level_factors is None:
+            elif not level_factors.shape[1]:
                 table[f"pool[{coef}]"] = 1.0
             else:
                 table[f"pool[{coef}]"] = level_factors[:, j]
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
-
-
-def _factors(fit: Fit, idx: np.ndarray) -> list[np.ndarray | None]:
-    """Posterior mean of ``diag((I + ΩJ)⁻¹)`` per group and varying coefficient, per level
-    of the primary chain (None where nothing varies)."""
-    design = fit.design
-    tree = design.tree
-    factor = design.scaling.coef_factor()
-    sigma = fit.draws_of("sigma", idx) / design.scaling.y_scale
-    lams: list[np.ndarray] = []
-    vs: list[tuple[int, ...]] = []
-    for level in tree.level_names:
-        found = level_factor(fit, level, idx)
-        coefs, root = found if found is not None else ([], np.zeros((len(idx), 0, 0)))
-        # Original-scale factor rows divided by the coefficients' scale: standardised Λ.
-        lams.append(np.ascontiguousarray(root / factor[coefs][None, :, None]))
-        vs.append(tuple(coefs))
-    stats = _tree_stats(fit.stats, tree)
-    run = _factor_program(tuple(vs), sigma, tuple(lams), stats)
-    result = run(sigma, tuple(lams), stats)
-    return [np.asarray(r).mean(axis=0) if v else None for r, v in zip(result, vs, strict=True)]
-
-
-def precompile(design: Design, stats: SuffStats, n_draws: int) -> None:
-    """Build the pooling factors' program for a partially pooled Gaussian fit of
-    ``n_draws`` draws ahead of time (a fit does this while the sampler's programs compile,
-    so the summary that follows does not wait for it)."""
-    spec = design.spec
-    if spec.pooling != "partial" or spec.family not in ("gaussian", "lognormal") or spec.se:
-        return
-    tree = design.tree
-    if not tree.n_levels:
-        return
-    n = min(_DRAWS, n_draws)
-    vs = tuple(lv.coefs for lv in design.levels[: tree.n_levels])
-    sigma = jax.ShapeDtypeStruct((n,), np.float64)
-    lams = tuple(jax.ShapeDtypeStruct((n, len(v), len(v)), np.float64) for v in vs)
-    _factor_program(vs, sigma, lams, _tree_stats(stats, tree))
-
-
-def _tree_stats(st: SuffStats, tree: GroupTree) -> Any:
-    # NumPy leaves: the saved program takes them as they are.
-    parts: list[Any] = [
-        np.asarray(st.n, dtype=np.float64),
-        np.ascontiguousarray(np.moveaxis(st.xtx, 0, -1)),
-        np.ascontiguousarray(np.moveaxis(st.xty, 0, -1)),
-        np.asarray(st.yty, dtype=np.float64),
-        tuple(np.asarray(p, dtype=np.int32) for p in tree.parents),
-    ]
-    return TreeStats(*parts)
-
-
-def _factor_program(vs: tuple[tuple[int, ...], ...], sigma: Any, lams: Any, stats: Any) -> Any:
-    """The compiled map over draws of the pooling factors (saved and reloaded like the
-    sampler's programs, so a warm summary skips its tracing)."""
-    import jax.numpy as jnp
-
-    from .compiled import program
-
-    def one(args, stats):
-        s, lam_list = args
-        levels = tuple(LevelFactor(lam, v) for lam, v in zip(lam_list, vs, strict=True))
-        _, per_level = upward(stats, s, levels)
-        out = []
-        for (J, _h), lam, v in zip(per_level, lam_list, vs, strict=True):
-            if not v:
-                out.append(jnp.zeros((J.shape[-1], 0)))
-                continue
-            idx_v = np.asarray(v)
-            Jv = jnp.moveaxis(J[idx_v][:, idx_v], -1, 0)  # (G, q, q)
-            omega = lam @ lam.T
-            m = jnp.eye(len(v)) + omega[None] @ Jv
-            out.append(jnp.diagonal(jnp.linalg.inv(m), axis1=1, axis2=2))
-        return tuple(out)
-
-    def run(s, lam_list, stats):
-        return jax.lax.map(lambda a: one(a, stats), (s, lam_list))
-
-    return program("pooling", run, (sigma, lams, stats), key=vs, quick=True)

@@ -58,7 +58,8 @@ def draw_coefficients(
 
     Returns standardised-scale arrays with a leading draw axis: ``root`` (n, p),
     ``levels`` (per level (n, G_l, p), padding removed), ``sigma`` (n,), ``sds`` and
-    ``chols`` per level, and ``log_ml`` (n,). ``run`` is the program of
+    ``chols`` per level, and ``log_ml`` (n,); and ``pooling``, per level the groups'
+    pooling factors (G_l, q_l) averaged over the draws. ``run`` is the program of
     :func:`compile_draws` for this many draws (built here when not given).
     """
     flat = theta.reshape(-1, theta.shape[-1])
@@ -66,7 +67,8 @@ def draw_coefficients(
     keys = np.random.default_rng(seed).integers(0, 2**32, (flat.shape[0], 2), dtype=np.uint32)
     if run is None:
         run = compile_draws(problem, flat.shape[0])
-    root, levels, log_ml, sigma, sds, chols = jax.device_get(run(keys, flat, problem.args))
+    out, pools = jax.device_get(run(keys, flat, problem.args))
+    root, levels, log_ml, sigma, sds, chols = out
     return {
         "root": root,
         "levels": [lv[:, :g] for lv, g in zip(levels, problem.sizes, strict=True)],
@@ -74,26 +76,47 @@ def draw_coefficients(
         "sigma": sigma,
         "sds": sds,
         "chols": chols,
+        "pooling": [pl[:g] for pl, g in zip(pools, problem.sizes, strict=True)],
     }
 
 
 def _draw_fn(layout: Layout, batch: int):
-    def run(keys, flat, args):
-        def one(kt):
-            k, th = kt
-            u = unpack(th, args, layout)
-            root, levels, log_ml = draw_tree(k, args.stats, u.sigma, u.levels, args.m0, u.L0)
-            return root, levels, log_ml, u.sigma, u.sds, u.chols
+    """The downward pass over draws, ``batch`` at a time, with the pooling factors summed
+    over draws as it goes (their mean is all a fit keeps, so no per-draw copy is made)."""
 
-        if batch <= 1:
-            return jax.lax.map(one, (keys, flat))
-        # Pad to whole batches: a remainder would compile the pass a second time.
-        n = flat.shape[0]
-        pad = -n % batch
+    def one(k, th, args):
+        u = unpack(th, args, layout)
+        root, levels, log_ml, pools = draw_tree(k, args.stats, u.sigma, u.levels, args.m0, u.L0)
+        return (root, levels, log_ml, u.sigma, u.sds, u.chols), pools
+
+    def run(keys, flat, args):
+        n, b = flat.shape[0], max(batch, 1)
+        # Pad to whole batches (a remainder would compile the pass a second time); padded
+        # draws repeat the last one and are left out of the sums.
+        pad = -n % b
         keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (pad, *keys.shape[1:]))])
         flat = jnp.concatenate([flat, jnp.broadcast_to(flat[-1:], (pad, flat.shape[1]))])
-        out = jax.lax.map(one, (keys, flat), batch_size=batch)
-        return jax.tree.map(lambda a: a[:n], out)
+        real = jnp.arange(n + pad) < n
+        xs = (keys.reshape(-1, b, 2), flat.reshape(-1, b, flat.shape[1]), real.reshape(-1, b))
+
+        def body(total, x):
+            k, th, ok = x
+            if b == 1:
+                out, pools = one(k[0], th[0], args)
+                out, pools = jax.tree.map(lambda a: a[None], (out, pools))
+            else:
+                out, pools = jax.vmap(one, in_axes=(0, 0, None))(k, th, args)
+            w = ok.astype(flat.dtype)
+            total = tuple(
+                t + jnp.tensordot(w, p, axes=1) for t, p in zip(total, pools, strict=True)
+            )
+            return total, out
+
+        shapes = jax.eval_shape(one, keys[0], flat[0], args)[1]
+        zeros = tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+        total, out = jax.lax.scan(body, zeros, xs)
+        out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
+        return out, tuple(t / n for t in total)
 
     return run
 
