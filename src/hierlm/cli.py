@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -64,6 +66,17 @@ def _open_data(path: Path, sql: str | None, table: str | None):
     return open_source(path, sql=sql, table=table)
 
 
+@contextlib.contextmanager
+def _dask_client(address: str | None) -> Iterator[None]:
+    if address is None:
+        yield
+        return
+    from .dask_ingest import connect
+
+    with connect(address):
+        yield
+
+
 @app.command()
 def fit(
     data: Annotated[
@@ -108,8 +121,18 @@ def fit(
     table_name: Annotated[
         str | None, typer.Option("--table", help="Table of the DuckDB database DATA.")
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="A Dask scheduler (tcp://host:port): its workers read DATA (a path they "
+            "see too) and reduce it to the model's statistics.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a model to a table and save it."""
+    from .dask_ingest import read_dask
     from .model import Model
     from .present import render_summary
     from .priors import Priors
@@ -120,17 +143,18 @@ def fit(
         if na not in ("drop", "error"):
             raise HierlmError(f"--na must be 'drop' or 'error', got {na!r}")
         priors = Priors.from_strings(prior or [])
-        table = _open_data(data, sql, table_name)
-        model = Model(
-            formula,
-            table,
-            family=family,
-            priors=priors,
-            pooling=pooling,
-            na=na,  # type: ignore[arg-type]
-            engine=engine,
-            parameterization=parameterization,
-        )
+        with _dask_client(dask):
+            table = read_dask(str(data)) if dask else _open_data(data, sql, table_name)
+            model = Model(
+                formula,
+                table,
+                family=family,
+                priors=priors,
+                pooling=pooling,
+                na=na,  # type: ignore[arg-type]
+                engine=engine,
+                parameterization=parameterization,
+            )
         result = model.fit(
             chains=chains,
             draws=draws,

@@ -176,5 +176,9 @@ def find_laplace(
     if not np.isfinite(H).all():
         return Laplace(theta, np.eye(d), False, iterations)
     w, V = np.linalg.eigh(H)
+    # Each eigenvector's sign is arbitrary: fix it (largest entry positive) so that data
+    # equal up to rounding, summed in another order, give the same preconditioner and so
+    # the same chains, not chains started from mirrored points.
+    V = V * np.where(V[np.abs(V).argmax(axis=0), np.arange(d)] < 0, -1.0, 1.0)[None, :]
     C = V / np.sqrt(np.maximum(w, _MIN_CURVATURE))[None, :]
     return Laplace(theta, C, converged, iterations, H)

@@ -110,19 +110,25 @@ class Model:
         self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
 
     def _ingest(self, data: Any, na: NaPolicy) -> Ingested:
-        """In memory, or through DuckDB for paths, globs and relations: up to
-        ``KEEP_DATA_ROWS`` complete rows (or for models that need the rows) the needed columns
-        are read into memory; beyond that the statistics are accumulated batch by batch."""
+        """In memory; through DuckDB for paths, globs and relations; on the cluster for Dask
+        DataFrames. Up to ``KEEP_DATA_ROWS`` complete rows (or for models that need the rows)
+        the needed columns are read into memory; beyond that the statistics are accumulated
+        batch by batch (DuckDB) or reduced over the partitions (Dask)."""
+        from .dask_ingest import count_dask_rows, ingest_dask, is_dask
+        from .ingest import _needed_columns
         from .source import DuckSource, is_source, open_source, quote
+        from .stream import count_rows, ingest_source
 
+        stream = self.engine == "collapsed" and self.spec.se is None
+        if is_dask(data):
+            dask_counts = count_dask_rows(data, self.spec)
+            if stream and dask_counts[0] - dask_counts[1] > KEEP_DATA_ROWS:
+                return ingest_dask(self.spec, data, na=na, counts=dask_counts)
+            data = data[_needed_columns(self.spec)].compute()
         if isinstance(data, DuckSource) or is_source(data):
-            from .ingest import _needed_columns
-            from .stream import count_rows, ingest_source
-
             source = data if isinstance(data, DuckSource) else open_source(data)
             counts = count_rows(source, self.spec)
             total, dropped = counts[0], counts[1]
-            stream = self.engine == "collapsed" and self.spec.se is None
             if stream and total - dropped > KEEP_DATA_ROWS:
                 return ingest_source(self.spec, source, na=na, counts=counts)
             columns = ", ".join(quote(c) for c in dict.fromkeys(_needed_columns(self.spec)))

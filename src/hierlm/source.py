@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["DuckSource", "is_source", "open_source"]
+__all__ = ["DuckSource", "is_source", "open_source", "require_columns"]
 
 _DB_SUFFIXES = (".duckdb", ".db", ".ddb")
 
@@ -53,15 +53,7 @@ class DuckSource:
 
     def check_columns(self, needed: list[str]) -> None:
         """Refuse a missing column by name, with the closest existing names."""
-        have = self.columns
-        for col in needed:
-            if col not in have:
-                close = difflib.get_close_matches(col, have, n=3)
-                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-                raise DataError(
-                    f"column {col!r} is not in the data ({self.description}; it has: "
-                    f"{', '.join(have[:20])}){hint}"
-                )
+        require_columns(needed, self.columns, self.description)
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run ``sql`` against the rows, which it names ``rows``."""
@@ -81,6 +73,19 @@ class DuckSource:
                 yield batch.to_pandas()
         except Exception as exc:  # a value that does not fit the column's type, mid-file
             raise DataError(f"cannot read {self.description}: {_first_line(exc)}") from None
+
+
+def require_columns(needed: list[str], have: list[str], description: str) -> None:
+    """Refuse the first of ``needed`` missing from ``have`` by name, with the closest
+    existing names."""
+    for col in needed:
+        if col not in have:
+            close = difflib.get_close_matches(col, have, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DataError(
+                f"column {col!r} is not in the data ({description}; it has: "
+                f"{', '.join(have[:20])}){hint}"
+            )
 
 
 def quote(name: str) -> str:

@@ -14,16 +14,16 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from .design import Design, build_encoding, level_coefs
+from .design import Design, FixedEncoding, build_encoding, level_coefs
 from .errors import DataError
-from .group_tree import build_group_tree
+from .group_tree import GroupTree, build_group_tree
 from .ingest import Ingested, _needed_columns, _population_intercept
 from .source import DuckSource, quote
 from .spec import ModelSpec
 from .suffstats import accumulate, scaling_from, standardize
 from .table import NaPolicy
 
-__all__ = ["count_rows", "ingest_source"]
+__all__ = ["count_rows", "encode_batch", "ingest_source"]
 
 _NUMERIC = (
     "TINYINT",
@@ -113,18 +113,10 @@ def ingest_source(
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for batch in _chain(first, stream):
-            leaf = tree.leaf_ids(batch)
-            if (leaf < 0).any():
-                raise DataError(
-                    f"{int((leaf < 0).sum())} rows of {source.description} have a group path "
-                    "that the distinct-path pass did not see; the source changed while it was "
-                    "read"
-                )
-            y = batch[spec.response].to_numpy(dtype=np.float64)
+            x, y, leaf = encode_batch(batch, spec, tree, encoding, source.description)
             if spec.transform == "log":
-                y = np.log(y)
                 log_sum[0] += float(y.sum())
-            yield encoding.encode(batch), y, leaf
+            yield x, y, leaf
 
     n_leaves = tree.sizes[-1] if tree.sizes else 1
     raw = accumulate(chunks(), n_leaves)
@@ -141,6 +133,23 @@ def ingest_source(
         dropped_by_column=by_column,
         sum_log_response=log_sum[0],
     )
+
+
+def encode_batch(
+    batch: pd.DataFrame, spec: ModelSpec, tree: GroupTree, encoding: FixedEncoding, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch of complete rows (text predictors already categorical with every
+    category) as ``(X, y, leaf)``, y on the model's scale (logged for ``log(y)``)."""
+    leaf = tree.leaf_ids(batch)
+    if (leaf < 0).any():
+        raise DataError(
+            f"{int((leaf < 0).sum())} rows of {what} have a group path that the distinct-path "
+            "pass did not see; the source changed while it was read"
+        )
+    y = batch[spec.response].to_numpy(dtype=np.float64)
+    if spec.transform == "log":
+        y = np.log(y)
+    return encoding.encode(batch), y, leaf
 
 
 def _chain(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
