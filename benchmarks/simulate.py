@@ -60,11 +60,13 @@ def _effects(rng: np.random.Generator, n: int, sds: tuple[float, float], corr: f
     return rng.multivariate_normal(np.zeros(2), cov, size=n)
 
 
-def simulate(n_rows: int, seed: int = 20240601, chunk: int = 1_000_000) -> Simulated:
+def simulate(
+    n_rows: int, seed: int = 20240601, chunk: int = 1_000_000, row_seed: int | None = None
+) -> Simulated:
     """Simulate ``n_rows`` rows of model B with a fixed seed.
 
     The group effects depend only on ``seed``, not on ``n_rows``, so every size shares the
-    same true coefficients.
+    same true coefficients; the rows come from ``row_seed`` (default ``seed + 1``).
     """
     rng = np.random.default_rng(seed)
     corr = TRUTH["corr"]
@@ -77,7 +79,7 @@ def simulate(n_rows: int, seed: int = 20240601, chunk: int = 1_000_000) -> Simul
     y = np.empty(n_rows, dtype=np.float64)
     x = np.empty(n_rows, dtype=np.float64)
     leaf = np.empty(n_rows, dtype=np.int16)
-    row_rng = np.random.default_rng(seed + 1)
+    row_rng = np.random.default_rng(seed + 1 if row_seed is None else row_seed)
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         m = stop - start

@@ -153,6 +153,17 @@ def test_bad_input_is_named(radon_all, client, reduce_everything, formula, messa
         hl.Model(formula, ddf)
 
 
+def test_a_csv_that_changes_type_midway_is_refused(tmp_path, client, reduce_everything):
+    rows = [f"{i % 3 + 0.5},{i % 5},g{i % 4}" for i in range(2_000)]
+    rows[1_700] = "1.5,oops,g1"
+    (tmp_path / "x.csv").write_text("y,x,g\n" + "\n".join(rows) + "\n")
+    ddf = dd.read_csv(tmp_path / "x.csv", blocksize=4_000)
+    assert ddf.npartitions > 2  # the bad row is in a later partition than the sampled one
+    with pytest.raises(hl.DataError, match="cannot read the Dask DataFrame") as info:
+        hl.Model("y ~ x + (1 | g)", ddf)
+    assert "dtype={'x': 'str'}" in str(info.value)  # Dask names the column and the fix
+
+
 def test_cli_fits_on_a_cluster_address(radon_all, tmp_path, client, monkeypatch):
     from typer.testing import CliRunner
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, FixedEncoding, build_encoding, level_coefs
-from .errors import DataError
+from .errors import DataError, HierlmError
 from .group_tree import GroupTree, build_group_tree
 from .ingest import Ingested, _needed_columns, _population_intercept
 from .source import require_columns
@@ -42,13 +42,11 @@ def is_dask(data: Any) -> bool:
 
 def count_dask_rows(frame: Any, spec: ModelSpec) -> tuple[int, int, dict[str, int]]:
     """Rows in all, rows with a missing needed value, and those per column."""
-    import dask
-
     columns = _needed_columns(spec)
     require_columns(columns, [str(c) for c in frame.columns], "the Dask DataFrame")
     needed = frame[columns]
     missing = needed.isna()
-    total, per_column, dropped = dask.compute(
+    total, per_column, dropped = _compute(
         needed.map_partitions(len).sum(), missing.sum(), missing.any(axis=1).sum()
     )
     by_column = {str(c): int(n) for c, n in per_column.items() if n}
@@ -108,7 +106,7 @@ def ingest_dask(
         and not pd.api.types.is_numeric_dtype(complete[c].dtype)
         and not pd.api.types.is_bool_dtype(complete[c].dtype)
     ]
-    infinite, nonpositive, paths, *cats = dask.compute(
+    infinite, nonpositive, paths, *cats = _compute(
         y.map_partitions(lambda s: int(np.isinf(s.to_numpy(np.float64)).sum())).sum(),
         (y <= 0).sum(),
         complete[list(groups)].drop_duplicates() if groups else complete.head(1, compute=False),
@@ -128,14 +126,15 @@ def ingest_dask(
     categories = {
         c: sorted(pd.Series(v).astype(str).unique()) for c, v in zip(text, cats, strict=True)
     }
-    first = _categorized(complete.head(1_000, npartitions=-1), categories)
+    (head,) = _compute(complete.head(1_000, npartitions=-1, compute=False))
+    first = _categorized(head, categories)
     encoding = build_encoding(spec, first)
     work = _Work(spec, tree, encoding, categories, tree.sizes[-1] if tree.sizes else 1)
     shared = dask.delayed(work, pure=True)
     sums = [dask.delayed(_partition_sums)(part, shared) for part in complete.to_delayed()]
     while len(sums) > 1:
         sums = [dask.delayed(_merge)(*sums[i : i + _FAN_IN]) for i in range(0, len(sums), _FAN_IN)]
-    (reduced,) = dask.compute(sums[0])
+    (reduced,) = _compute(sums[0])
     if reduced is None:
         raise DataError("no rows are left after dropping rows with missing values")
     raw, log_sum = reduced
@@ -152,6 +151,21 @@ def ingest_dask(
         dropped_by_column=by_column,
         sum_log_response=log_sum,
     )
+
+
+def _compute(*collections: Any) -> tuple[Any, ...]:
+    """``dask.compute``, with a failure while reading the rows (a value that does not fit
+    its column's type, a file that changed, a lost worker) as a DataError."""
+    import dask
+
+    try:
+        return dask.compute(*collections)
+    except HierlmError:
+        raise
+    except Exception as exc:  # raised by the readers and workers, of many types
+        # Dask's own messages name the column and the fix over several lines: keep them.
+        text = str(exc).strip()[:1000] or type(exc).__name__
+        raise DataError(f"cannot read the Dask DataFrame: {text}") from None
 
 
 @dataclass(frozen=True)
