@@ -13,7 +13,7 @@ from typing import Any
 from . import _jax
 from .assemble import Problem, assemble
 from .errors import HierlmError
-from .fit import KEEP_DATA_ROWS, Fit, FitInfo
+from .fit import KEEP_DATA_ROWS, Fit, FitInfo, library_versions
 from .formula import parse_formula
 from .ingest import Ingested, ingest
 from .priors import Priors
@@ -299,7 +299,7 @@ class Model:
             nuts = run_nuts(
                 nuts_programs,
                 target.data,
-                collapsed_start(laplace, logp, chains, seed),
+                collapsed_start(laplace, logp, chains, seed, self._theta_labels()),
                 draws=draws,
                 seed=seed,
                 progress=callback,
@@ -346,7 +346,7 @@ class Model:
         elif method == "metropolis":
             from .metropolis import run_metropolis
 
-            x0 = collapsed_start(laplace, logp, chains, seed)[0]
+            x0 = collapsed_start(laplace, logp, chains, seed, self._theta_labels())[0]
             run = run_metropolis(target, x0, draws=draws, tune=settings["tune"], seed=seed)
             theta = theta_draws(run, laplace)
         else:
@@ -420,6 +420,12 @@ class Model:
             **extra,
         )
 
+    def _theta_labels(self) -> list[str]:
+        from .density import theta_labels
+
+        design = self.data.design
+        return theta_labels(self.problem.layout, design.level_names, design.coef_names)
+
     def _finish(
         self,
         settings: dict[str, Any],
@@ -458,6 +464,7 @@ class Model:
             priors=self.problem.priors,
             timings=timings,
             options=self.options,
+            versions=library_versions(),
             **more,
         )
 
