@@ -148,3 +148,41 @@ def test_signal_mid_fit_leaves_no_file(csv_path, tmp_path, sig, code, fragment):
     assert "Traceback" not in stderr
     assert waited < 5.0, f"the process took {waited:.1f} s to end after the signal"
     assert sorted(os.listdir(tmp_path)) == []  # neither m.hlm nor any *.part
+
+
+# --------------------------------------------------------------------------- a failed start
+
+
+def test_a_fit_that_cannot_start_names_the_parameter(csv_path, tmp_path, monkeypatch):
+    import numpy as np
+
+    from hierlm.laplace import LogDensity
+
+    real = LogDensity.__call__
+
+    def broken_gradient(self, thetas):
+        values, grads = real(self, thetas)
+        grads[:, 1] = np.nan  # θ[1] is log sd_a[Intercept]
+        return values, grads
+
+    monkeypatch.setattr(LogDensity, "__call__", broken_gradient)
+    out = tmp_path / "m.hlm"
+    argv = ["fit", str(csv_path), "y ~ x + (1 | a/b)", "-o", str(out), "--quiet"]
+    result = runner.invoke(app, [*argv, "--chains", "2", *_n(20, 20)])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    text = " ".join(result.output.split())
+    assert "error: the sampler cannot start" in text
+    assert (
+        "the log density is finite there but its gradient is not, for log sd_a[Intercept]" in text
+    )
+    assert "Traceback" not in result.output and not out.exists()
+
+    def nan_density(self, thetas):
+        values, grads = real(self, thetas)
+        return np.full_like(values, np.nan), np.full_like(grads, np.nan)
+
+    monkeypatch.setattr(LogDensity, "__call__", nan_density)
+    result = runner.invoke(app, [*argv, "--chains", "2", *_n(20, 20)])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    text = " ".join(result.output.split())
+    assert "the log density is nan there, for log sigma, log sd_a[Intercept], log sd_b" in text
