@@ -146,3 +146,38 @@ def test_near_zero_level_sds_have_finite_gradients(model, log_sd):
     mixed = np.array([log_sd if name.startswith("log sd_b") else 0.0 for name in labels])
     value, grad = _value_and_grad(mixed, args, layout)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.mark.parametrize(
+    ("formula", "family"),
+    [
+        ("y ~ x + (1 + x | a/b)", "gaussian"),
+        ("y ~ x + (1 | a) + (1 | b)", "gaussian"),
+        ("y ~ x + (1 | a)", "student_t"),
+    ],
+)
+def test_full_latent_start_names_every_entry(small_df, monkeypatch, formula, family):
+    """The full-latent engine's start failure names the entry, wherever it sits."""
+    import hierlm.latent_fit as latent_fit
+
+    seen = {}
+    real = latent_fit._value_and_grad
+
+    def broken(lat, data):
+        program = real(lat, data)
+        seen["size"] = lat.size
+
+        def call(x, data):
+            value, grad = program(x, data)
+            return value, np.asarray(grad).copy() * np.where(
+                np.arange(lat.size) == lat.size - 1, np.nan, 1
+            )
+
+        return call
+
+    monkeypatch.setattr(latent_fit, "_value_and_grad", broken)
+    with pytest.raises(hl.HierlmError, match=r"the sampler cannot start") as caught:
+        hl.Model(formula, small_df, family=family, engine="full").fit(chains=2, draws=10, tune=10)
+    last = "z_b[23]" if "a/b" in formula else ("z_b[2]" if "(1 | b)" in formula else "z_a[3]")
+    assert f"gradient is not, for {last}." in str(caught.value)
+    assert seen["size"] > 0

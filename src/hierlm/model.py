@@ -379,7 +379,7 @@ class Model:
     ) -> Fit:
         import numpy as np
 
-        from .latent_fit import latent_problem, sample_latent
+        from .latent_fit import latent_labels, latent_problem, sample_latent
 
         problem = self.problem
         timings: dict[str, float] = {}
@@ -406,6 +406,7 @@ class Model:
             timings=timings,
             method=method,
             advi_steps=advi_steps,
+            labels=latent_labels(lat, self.data.design.level_names, self.data.design.coef_names),
             **settings,
         )
         return self._finish(
