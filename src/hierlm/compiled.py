@@ -24,6 +24,7 @@ import jax
 from jax import export
 
 from . import _jax
+from ._numpyro import import_lock
 
 __all__ = ["Program", "program"]
 
@@ -138,7 +139,11 @@ def _build(
     ).hexdigest()[:40]
     path = root / "programs" / f"{name}-{version}-{digest}.pkl"
     try:
-        with path.open("rb") as f:
+        # The output tree may name NumPyro classes (the sampler's state), which unpickling
+        # imports: under the lock, or it races a trace on another thread importing NumPyro
+        # and one of them sees its modules half-initialised (ImportError, seen on a cold
+        # density program with the sampler's programs cached).
+        with path.open("rb") as f, import_lock:
             saved = pickle.load(f)
         exported = export.deserialize(saved["exported"])
         tree = saved["out_tree"]

@@ -18,7 +18,15 @@ import numpy as np
 from ._numpyro import ensure_imported
 from .collapse import LevelFactor, TreeStats, log_marginal
 
-__all__ = ["DensityArgs", "Layout", "LevelLayout", "Unpacked", "log_density", "unpack"]
+__all__ = [
+    "DensityArgs",
+    "Layout",
+    "LevelLayout",
+    "Unpacked",
+    "log_density",
+    "theta_labels",
+    "unpack",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,28 @@ class Layout:
     def size(self) -> int:
         """Dimension of θ."""
         return int(self.has_sigma) + sum(lv.n_free for lv in self.levels) + len(self.t_coefs)
+
+
+def theta_labels(
+    layout: Layout, level_names: tuple[str, ...], coef_names: tuple[str, ...]
+) -> list[str]:
+    """A name for every entry of θ, in :func:`unpack`'s order (``log sigma``,
+    ``log sd_<level>[<coef>]``, ``corr_<level>[<block>] (unconstrained k)``,
+    ``log lambda[<coef>]``)."""
+    out = ["log sigma"] if layout.has_sigma else []
+    for name, lv in zip(level_names, layout.levels, strict=True):
+        if lv.fixed or not lv.v:
+            continue
+        out += [f"log sd_{name}[{coef_names[v]}]" for v in lv.v]
+        offset = 0
+        for size, corr in zip(lv.block_sizes, lv.correlated, strict=True):
+            block = ", ".join(coef_names[v] for v in lv.v[offset : offset + size])
+            offset += size
+            if corr:
+                m = size * (size - 1) // 2
+                out += [f"corr_{name}[{block}] (unconstrained {k})" for k in range(m)]
+    out += [f"log lambda[{coef_names[j]}]" for j in layout.t_coefs]
+    return out
 
 
 class DensityArgs(NamedTuple):

@@ -8,7 +8,21 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["Finding", "diagnose", "divergences_by_level"]
+__all__ = [
+    "ESS_MIN",
+    "R_HAT_MAX",
+    "Convergence",
+    "Finding",
+    "convergence",
+    "diagnose",
+    "divergences_by_level",
+]
+
+R_HAT_MAX = 1.01
+"""R-hat above this is a finding (Vehtari et al. 2021)."""
+
+ESS_MIN = 400
+"""Bulk or tail ESS below this is a finding (Vehtari et al. 2021: 100 per chain, 4 chains)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +35,44 @@ class Finding:
 
     def __str__(self) -> str:
         return self.message + (f" Fix: {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """The numbers every summary shows, whether or not they raise a finding."""
+
+    max_r_hat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    draws: int
+
+    def __str__(self) -> str:
+        def fmt(x: float, spec: str) -> str:
+            return "—" if not np.isfinite(x) else format(x, spec)
+
+        return (
+            f"largest R-hat {fmt(self.max_r_hat, '.3f')} (needs ≤ {R_HAT_MAX}), smallest bulk "
+            f"ESS {fmt(self.min_ess_bulk, '.0f')} and tail ESS {fmt(self.min_ess_tail, '.0f')} "
+            f"(need ≥ {ESS_MIN}), {self.divergences} divergent of {self.draws:,} draws "
+            "(needs 0)."
+        )
+
+
+def convergence(table: pd.DataFrame, diverging: np.ndarray) -> Convergence:
+    """The worst R-hat and ESS of a summary table, and the number of divergent draws."""
+
+    def worst(col: str, fn: str) -> float:
+        values = table[col].dropna()
+        return float(getattr(values, fn)()) if len(values) else float("nan")
+
+    return Convergence(
+        worst("r_hat", "max"),
+        worst("ess_bulk", "min"),
+        worst("ess_tail", "min"),
+        int(np.sum(diverging)),
+        int(np.size(diverging)),
+    )
 
 
 def diagnose(
@@ -39,9 +91,9 @@ def diagnose(
                 "run chains=4.",
             )
         )
-    elif len(rhat) and rhat.max() > 1.01:
+    elif len(rhat) and rhat.max() > R_HAT_MAX:
         worst = rhat.idxmax()
-        n_bad = int((rhat > 1.01).sum())
+        n_bad = int((rhat > R_HAT_MAX).sum())
         out.append(
             Finding(
                 "error",
@@ -52,7 +104,7 @@ def diagnose(
         )
     ess = table["ess_bulk"].dropna()
     tail = table["ess_tail"].dropna()
-    floor = min(400, n_draws // 2)
+    floor = ESS_MIN
     if len(ess) and min(ess.min(), tail.min() if len(tail) else np.inf) < floor:
         worst = ess.idxmin()
         out.append(
@@ -60,7 +112,8 @@ def diagnose(
                 "warning",
                 f"Few effective draws: the smallest bulk ESS is {ess.min():.0f} ({worst}) and the smallest "
                 f"tail ESS {tail.min():.0f}, below {floor}; means and intervals are noisy.",
-                "run more draws.",
+                f"run more draws (at least {ESS_MIN} effective draws need a few thousand "
+                "draws in all: chains=4, draws=1000 or more).",
             )
         )
     n_div = int(diverging.sum())
@@ -134,7 +187,7 @@ def divergences_by_level(
             f"sd_{level} a prior that keeps it off zero if the data allow"
         )
         rhat, ess = mixing.get(level, (1.0, np.inf))
-        stuck = centered.get(level, False) and (rhat > 1.01 or ess < 400)
+        stuck = centered.get(level, False) and (rhat > R_HAT_MAX or ess < ESS_MIN)
         if n_div:
             # The coefficient whose sd the divergences sit lowest in: the funnel's neck.
             columns = np.asarray(draws).reshape(len(flags), -1)

@@ -41,6 +41,7 @@ _TEMPLATE = """\
   are in <code>fit.idata</code>; <code>fit.summary(groups=True)</code> lists them.</small></p>
   {% endif %}
   <h4>Diagnostics</h4>
+  <p>{{ convergence }}</p>
   <ul class="hierlm-diagnostics">
     {% for f in findings %}<li><strong>{{ f.severity }}:</strong> {{ f.text }}</li>{% endfor %}
   </ul>
@@ -74,5 +75,6 @@ def fit_html(fit: Fit) -> str:
         priors=info.priors,
         table=table,
         n_group_coefs=sum(len(labels) for labels in d.level_labels) * len(d.coef_names),
+        convergence=str(fit.convergence()),
         findings=[{"severity": f.severity, "text": str(f)} for f in fit.diagnose()],
     )

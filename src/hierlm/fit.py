@@ -7,6 +7,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ import pandas as pd
 
 from .assemble import PriorStatement
 from .design import Design
-from .diagnostics import Finding, diagnose, divergences_by_level
+from .diagnostics import Convergence, Finding, convergence, diagnose, divergences_by_level
 from .errors import HierlmError
 from .parameterization import LevelChoice
 from .suffstats import SuffStats
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
     import arviz as az
     import numpy as np
 
-__all__ = ["FORMAT_VERSION", "KEEP_DATA_ROWS", "Fit", "FitInfo", "load"]
+__all__ = ["FORMAT_VERSION", "KEEP_DATA_ROWS", "Fit", "FitInfo", "library_versions", "load"]
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 KEEP_DATA_ROWS = 1_000_000
 """A fit keeps (and saves) its rows up to this many, for checks, comparisons and refits."""
@@ -54,6 +55,22 @@ class FitInfo:
     parameterization: tuple[LevelChoice, ...] = ()
     method: str = "nuts"
     options: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of hierlm and of the libraries that decide its draws."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out = {"hierlm": __version__}
+    for name in ("jax", "jaxlib", "numpyro", "arviz"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 @dataclass(frozen=True)
@@ -157,6 +174,13 @@ class Fit:
             var_names = list(self._posterior.data_vars) if groups else self.main_vars()
         table = posterior_table(self._posterior, var_names, hdi_prob)
         return _drop_fixed_entries(table)
+
+    def convergence(self) -> Convergence:
+        """The largest R-hat and smallest bulk and tail ESS over the population and variance
+        parameters, and the number of divergent draws: shown in every summary, findings or
+        not."""
+        table = _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
+        return convergence(table, self.idata["sample_stats"]["diverging"].values)
 
     def diagnose(self) -> list[Finding]:
         """Convergence findings in plain words, each with a fix."""
@@ -387,6 +411,8 @@ class Fit:
                 "format": "hierlm-fit",
                 "format_version": FORMAT_VERSION,
                 "formula": self.spec.formula,
+                "seed": self.info.seed,
+                "versions": self.info.versions,
             }
             fd, tmp_out = tempfile.mkstemp(
                 dir=path.parent if str(path.parent) else ".", suffix=".part"
@@ -435,30 +461,36 @@ def load(path: str | os.PathLike[str]) -> Fit:
     try:
         with zipfile.ZipFile(path) as zf:
             meta = json.loads(zf.read("meta.json"))
+            if not isinstance(meta, dict) or meta.get("format") != "hierlm-fit":
+                raise HierlmError(f"{path} is not a hierlm fit file")
+            _check_format_version(path, meta.get("format_version"))
             nc_bytes = zf.read("idata.nc")
             state = pickle.loads(zf.read("state.pkl"))
+    except HierlmError:
+        raise
     except (
         zipfile.BadZipFile,
         KeyError,
-        json.JSONDecodeError,
-        pickle.UnpicklingError,
         EOFError,
+        OSError,
+        ValueError,  # JSON, Unicode and zlib decoding errors among them
+        pickle.UnpicklingError,
+        zlib.error,
     ) as exc:
-        raise HierlmError(f"{path} is not a hierlm fit file or is corrupted ({exc})") from None
-    if meta.get("format") != "hierlm-fit":
-        raise HierlmError(f"{path} is not a hierlm fit file")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
         raise HierlmError(
-            f"{path} has fit format version {version}, but this hierlm reads version {FORMAT_VERSION}; "
-            "refit the model with this version of hierlm"
-        )
+            f"{path} is not a hierlm fit file or is corrupted ({exc}); fit the model again"
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         nc = Path(tmp) / "idata.nc"
         nc.write_bytes(nc_bytes)
         import arviz as az
 
-        lazy = az.from_netcdf(str(nc))
+        try:
+            lazy = az.from_netcdf(str(nc))
+        except (OSError, ValueError) as exc:
+            raise HierlmError(
+                f"{path} is corrupted: its posterior cannot be read ({exc}); fit the model again"
+            ) from None
         # Every group read into memory and detached from the file, which is deleted below:
         # a lazily backed fit could not be saved again.
         idata = az.InferenceData(**{g: lazy[g].load().copy(deep=True) for g in lazy.groups()})
@@ -471,6 +503,20 @@ def load(path: str | os.PathLike[str]) -> Fit:
         info=state["info"],
         data=state.get("data"),
         pooling_factors=state.get("pooling_factors"),
+    )
+
+
+def _check_format_version(path: Path, version: Any) -> None:
+    if version == FORMAT_VERSION:
+        return
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise HierlmError(
+            f"{path} was written by a newer hierlm (fit format version {version}; this one "
+            f"reads version {FORMAT_VERSION}); upgrade hierlm to read it"
+        )
+    raise HierlmError(
+        f"{path} has fit format version {version}, written by an older hierlm, but this one "
+        f"reads version {FORMAT_VERSION}; refit the model with this version of hierlm"
     )
 
 

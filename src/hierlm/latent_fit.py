@@ -17,12 +17,13 @@ import numpy as np
 
 from .assemble import Problem
 from .compiled import Program, program
+from .density import theta_labels
 from .ingest import Ingested
 from .latent import LatentData, LatentLayout, coefficients, joint_log_density
 from .parameterization import LevelChoice, check_levels, choose, moment_sds
-from .sampler import NutsDraws, Progress, Target, compile_nuts, run_nuts
+from .sampler import NutsDraws, Progress, Target, check_start, compile_nuts, run_nuts
 
-__all__ = ["LatentRun", "latent_problem", "sample_latent"]
+__all__ = ["LatentRun", "latent_labels", "latent_problem", "sample_latent"]
 
 _DENSE_UP_TO = 300
 
@@ -108,6 +109,21 @@ def latent_problem(
     return lat, data, tuple(choices)
 
 
+def latent_labels(
+    lat: LatentLayout, level_names: tuple[str, ...], coef_names: tuple[str, ...]
+) -> list[str]:
+    """A name for every entry of the full-latent vector: θ's (see
+    :func:`hierlm.density.theta_labels`), ν's, the population coefficients and each
+    level's deviations (``z_<level>[k]``)."""
+    out = theta_labels(lat.layout, level_names, coef_names)
+    if lat.has_nu:
+        out.append("log(nu - 1)")
+    out += [f"beta[{name}]" for name in coef_names]
+    for name, dim in zip(level_names, lat.level_dims(), strict=True):
+        out += [f"z_{name}[{k}]" for k in range(dim)]
+    return out
+
+
 def _target(lat: LatentLayout, data: LatentData) -> Target:
     logp = functools.partial(joint_log_density, lat=lat)
     # With crossed groupings the intercept has a ridge against the mean deviation of every
@@ -130,18 +146,22 @@ def _start(
     theta0: np.ndarray,
     chains: int,
     seed: int,
+    labels: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Starting points uniform within ±2 of ``theta0`` and of zero deviations on the
     unconstrained scale (as Stan and NumPyro start), one per chain; a point whose density
     is not finite is drawn again closer in. Dispersed starts let R-hat see chains that
-    never leave their own region, as in a funnel."""
+    never leave their own region, as in a funnel. When none is found, the error names the
+    entries (``labels``) whose gradient is not finite."""
     logp = _value_and_grad(lat, data)
     rng = np.random.default_rng([seed, 1])
     base = np.zeros(lat.size)
     base[: lat.layout.size] = theta0
     if lat.has_nu:
         base[lat.layout.size] = np.log(9.0)  # ν = 10
-    xs, values, grads = [], [], []
+    xs: list[np.ndarray] = []
+    values: list[float] = []
+    grads: list[np.ndarray] = []
     for _ in range(chains):
         radius = 2.0
         for _attempt in range(20):
@@ -151,11 +171,12 @@ def _start(
                 break
             radius /= 2
         else:
-            from .errors import HierlmError
-
-            raise HierlmError(
-                "the sampler could not find a starting point with a finite log density; check "
-                "the response for extreme values, or rescale the predictors"
+            # The finite starts before this one keep the chain's number in the message.
+            check_start(
+                np.array([*xs, x]),
+                np.array([*values, float(value)]),
+                np.array([*grads, np.asarray(grad)]),
+                labels,
             )
         xs.append(x)
         values.append(float(value))
@@ -200,12 +221,13 @@ def sample_latent(
     timings: dict[str, float],
     method: str = "nuts",
     advi_steps: int = 10_000,
+    labels: list[str] | None = None,
 ) -> LatentRun:
     """Sample the joint density (NUTS, random-walk Metropolis or ADVI) and map every draw
     to the model's coefficients."""
     t0 = time.perf_counter()
     target = _target(lat, data)
-    start = _start(lat, data, theta0, chains, seed)
+    start = _start(lat, data, theta0, chains, seed, labels)
     if method == "nuts":
         programs = compile_nuts(
             target,

@@ -13,7 +13,7 @@ from typing import Any
 from . import _jax
 from .assemble import Problem, assemble
 from .errors import HierlmError
-from .fit import KEEP_DATA_ROWS, Fit, FitInfo
+from .fit import KEEP_DATA_ROWS, Fit, FitInfo, library_versions
 from .formula import parse_formula
 from .ingest import Ingested, ingest
 from .priors import Priors
@@ -305,7 +305,7 @@ class Model:
             nuts = run_nuts(
                 nuts_programs,
                 target.data,
-                collapsed_start(laplace, logp, chains, seed),
+                collapsed_start(laplace, logp, chains, seed, self._theta_labels()),
                 draws=draws,
                 seed=seed,
                 progress=callback,
@@ -352,7 +352,7 @@ class Model:
         elif method == "metropolis":
             from .metropolis import run_metropolis
 
-            x0 = collapsed_start(laplace, logp, chains, seed)[0]
+            x0 = collapsed_start(laplace, logp, chains, seed, self._theta_labels())[0]
             run = run_metropolis(target, x0, draws=draws, tune=settings["tune"], seed=seed)
             theta = theta_draws(run, laplace)
         else:
@@ -385,7 +385,7 @@ class Model:
     ) -> Fit:
         import numpy as np
 
-        from .latent_fit import latent_problem, sample_latent
+        from .latent_fit import latent_labels, latent_problem, sample_latent
 
         problem = self.problem
         timings: dict[str, float] = {}
@@ -412,6 +412,7 @@ class Model:
             timings=timings,
             method=method,
             advi_steps=advi_steps,
+            labels=latent_labels(lat, self.data.design.level_names, self.data.design.coef_names),
             **settings,
         )
         return self._finish(
@@ -425,6 +426,12 @@ class Model:
             method=method,
             **extra,
         )
+
+    def _theta_labels(self) -> list[str]:
+        from .density import theta_labels
+
+        design = self.data.design
+        return theta_labels(self.problem.layout, design.level_names, design.coef_names)
 
     def _finish(
         self,
@@ -464,6 +471,7 @@ class Model:
             priors=self.problem.priors,
             timings=timings,
             options=self.options,
+            versions=library_versions(),
             **more,
         )
 

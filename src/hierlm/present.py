@@ -82,9 +82,13 @@ def render_summary(fit: Fit, console: Console, groups: bool = False) -> None:
         )
     _render_pooling(fit, console)
     console.print("[bold]Diagnostics[/bold]")
+    console.print(escape(str(fit.convergence())))
     for finding in fit.diagnose():
         style = {"ok": "green", "warning": "yellow", "error": "red"}[finding.severity]
         console.print(f"[{style}]{finding.severity}:[/{style}] {escape(str(finding))}")
+    if info.versions:
+        made = ", ".join(f"{name} {v}" for name, v in info.versions.items())
+        console.print(f"[dim]fitted with {escape(made)}; seed {info.seed}[/dim]")
 
 
 def _render_pooling(fit: Fit, console: Console) -> None:

@@ -256,6 +256,8 @@ def build_report(fit: Fit, comparison: Comparison | None = None, seed: int = 0) 
         notes=fit.notes(),
         priors=info.priors,
         parameterization=[str(c) for c in info.parameterization],
+        convergence=str(fit.convergence()),
+        versions=", ".join(f"{name} {v}" for name, v in info.versions.items()),
         findings=[{"severity": f.severity, "text": str(f)} for f in fit.diagnose()],
         parameters=_table(fit.summary()),
         group_tables=_group_tables(fit),

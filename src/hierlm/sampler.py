@@ -31,6 +31,7 @@ __all__ = [
     "NutsDraws",
     "NutsPrograms",
     "Target",
+    "check_start",
     "collapsed_start",
     "collapsed_target",
     "compile_nuts",
@@ -320,15 +321,53 @@ def collapsed_start(
     logp: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     chains: int,
     seed: int,
+    labels: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Starting points of the collapsed target: ``u ~ N(0, I)``, i.e. θ drawn from the
-    Laplace approximation, with the log density and gradient from ``logp`` (of θ)."""
+    Laplace approximation, with the log density and gradient from ``logp`` (of θ).
+
+    Raises :class:`hierlm.HierlmError` naming the entries of θ (``labels``) where the
+    log density or its gradient is not finite at a start (see :func:`check_start`).
+    """
     mode = np.asarray(laplace.mode)
     C = np.asarray(laplace.root_cov)
     # A stream apart from the chains' own (run_nuts seeds those with ``seed``).
     u0 = np.random.default_rng([seed, 1]).standard_normal((chains, mode.shape[0]))
-    values, grads = logp(mode + u0 @ C.T)
+    theta0 = mode + u0 @ C.T
+    values, grads = logp(theta0)
+    check_start(theta0, values, grads, labels)
     return u0, values, grads @ C
+
+
+def check_start(
+    theta: np.ndarray, values: np.ndarray, grads: np.ndarray, labels: list[str] | None = None
+) -> None:
+    """Refuse starting points (chains, d) where the log density (chains,) or its gradient
+    (chains, d) is not finite, naming the parameters and their values there."""
+    bad_value = ~np.isfinite(values)
+    bad_grad = ~np.isfinite(grads)
+    if not (bad_value.any() or bad_grad.any()):
+        return
+    from .errors import HierlmError
+
+    names = labels or [f"theta[{i}]" for i in range(theta.shape[1])]
+    chain = int(np.argmax(bad_value | bad_grad.any(axis=1)))
+    where = np.flatnonzero(bad_grad[chain])
+    if where.size == 0:
+        # A non-finite density with a finite gradient: show the whole starting point.
+        where = np.arange(theta.shape[1])
+    entries = ", ".join(f"{names[i]} = {theta[chain, i]:.3g}" for i in where)
+    what = (
+        f"the log density is {values[chain]} there"
+        if bad_value[chain]
+        else "the log density is finite there but its gradient is not"
+    )
+    raise HierlmError(
+        f"the sampler cannot start: at chain {chain + 1}'s starting point ({entries}; "
+        f"unconstrained, standardised scale) {what}, for {', '.join(names[i] for i in where)}. "
+        "Check the response and predictors for extreme or degenerate values (rescale them, "
+        "or drop a constant column), or give those parameters tighter priors."
+    )
 
 
 def theta_draws(draws: NutsDraws, laplace: Laplace) -> np.ndarray:
