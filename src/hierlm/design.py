@@ -18,6 +18,7 @@ from formulaic import Formula, model_matrix
 from formulaic import ModelSpec as FormulaicSpec
 
 from .errors import DataError, FormulaError
+from .formula_guard import FORMULA_CONTEXT, data_variables
 from .group_tree import GroupTree
 from .spec import ModelSpec
 
@@ -63,7 +64,7 @@ class FixedEncoding:
     @property
     def variables(self) -> tuple[str, ...]:
         """The data columns the encoding reads."""
-        return tuple(sorted(self.spec.required_variables))
+        return tuple(sorted(data_variables(self.spec.required_variables)))
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """X for new rows, float64, with the stored encoding; unseen categories are refused."""
@@ -83,7 +84,9 @@ class FixedEncoding:
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x = np.asarray(self.spec.get_model_matrix(frame), dtype=np.float64)
+            x = np.asarray(
+                self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT), dtype=np.float64
+            )
         bad = ~np.isfinite(x)
         if bad.any():
             row, col = np.argwhere(bad)[0]
@@ -123,7 +126,9 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mm = model_matrix(rhs, frame, output="numpy", na_action="raise")
+            mm = model_matrix(
+                rhs, frame, output="numpy", na_action="raise", context=FORMULA_CONTEXT
+            )
     except Exception as exc:
         raise DataError(f"cannot build the design matrix for {rhs!r}: {exc}") from None
     fspec = mm.model_spec
@@ -135,7 +140,7 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     for term in fixed_terms:
         for col in term_columns.get(term, ()):
             in_pop[col] = True
-    used = set(fspec.required_variables)
+    used = data_variables(fspec.required_variables)
     categories = {
         str(c): tuple(map(str, frame[c].cat.categories))
         for c in frame.columns

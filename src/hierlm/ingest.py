@@ -11,6 +11,7 @@ import pandas as pd
 
 from .design import Design, FixedEncoding, Scaling, build_encoding, level_coefs
 from .errors import DataError
+from .formula_guard import data_variables
 from .group_tree import build_group_tree
 from .spec import ModelSpec
 from .suffstats import (
@@ -79,7 +80,7 @@ def _needed_columns(spec: ModelSpec) -> list[str]:
 
     variables: set[str] = set()
     for rhs in (spec.fixed, *spec.varying_terms):
-        variables |= set(Formula(rhs).required_variables)
+        variables |= data_variables(Formula(rhs).required_variables)
     extra = [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
     groups = spec.all_group_columns
     predictors = sorted(variables - {spec.response} - set(extra) - set(groups))
