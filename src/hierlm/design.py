@@ -130,7 +130,9 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
                 rhs, frame, output="numpy", na_action="raise", context=FORMULA_CONTEXT
             )
     except Exception as exc:
-        raise DataError(f"cannot build the design matrix for {rhs!r}: {exc}") from None
+        raise _text_in_transform(rhs, frame) or DataError(
+            f"cannot build the design matrix for {rhs!r}: {exc}"
+        ) from None
     fspec = mm.model_spec
     term_columns = {str(t): tuple(int(i) for i in idx) for t, idx in fspec.term_indices.items()}
     for term in varying:
@@ -147,6 +149,24 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
         if c in used and isinstance(frame[c].dtype, pd.CategoricalDtype)
     }
     return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop), categories)
+
+
+def _text_in_transform(rhs: str, frame: pd.DataFrame) -> DataError | None:
+    """The error for a text (categorical) column inside a function call such as log(a)."""
+    for term in Formula(rhs):
+        for factor in term.factors:
+            if factor.eval_method.value != "python" or str(factor.expr).startswith("C("):
+                continue
+            used = data_variables(Formula(str(factor.expr)).required_variables)
+            for col in sorted(used & set(map(str, frame.columns))):
+                if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                    return DataError(
+                        f"predictor {col!r} holds text, not numbers (e.g. "
+                        f"{frame[col].iloc[0]!r}), and the term '{factor.expr}' needs numbers; "
+                        f"convert the column to numbers in the data, or use it as a category "
+                        f"on its own ({col} or C({col})) without the function"
+                    )
+    return None
 
 
 @dataclass(frozen=True)
