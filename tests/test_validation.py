@@ -261,3 +261,31 @@ def test_prices_of_1e9_and_areas_of_1e_6_match_least_squares():
     assert abs(mean - ols) < 0.2 * sd
     assert 5e11 < sd < 5e12
     assert table.loc["sigma", "mean"] == pytest.approx(2e7, rel=0.15)
+
+
+# -- found by tests/test_fuzz.py ------------------------------------------------------
+
+
+@pytest.mark.parametrize("term", ["scale(x)", "center(x)"])
+def test_a_column_only_inside_a_stateful_transform_is_read(small_df, term):
+    """formulaic's required_variables misses x in scale(x); the model read no x and failed."""
+    model = hl.Model(f"y ~ {term} + (1 | a)", small_df)
+    assert model.data.design.coef_names == ("Intercept", term)
+    assert model.data.design.encoding.variables == ("x",)
+
+
+def test_a_transform_undefined_in_some_rows(small_df):
+    with pytest.raises(hl.DataError, match=r"the term 'log\(z\)' is undefined \(NaN\) in some"):
+        hl.Model("y ~ log(z) + (1 | a)", small_df.assign(z=small_df["x"] - 3))
+
+
+def test_a_transform_that_overflows(small_df):
+    with pytest.raises(hl.DataError, match=r"column 'exp\(z\)' of the design is not finite in 1"):
+        hl.Model("y ~ exp(z) + (1 | a)", small_df.assign(z=np.where(small_df.index == 7, 1e9, 0.5)))
+
+
+def test_a_dotted_name_is_one_column(small_df):
+    with pytest.raises(hl.DataError, match=r"column 'x.y' is not in the data; the data has: y, x"):
+        hl.Model("y ~ x.y + (1 | a)", small_df)
+    model = hl.Model("y ~ x.y + (1 | a)", small_df.rename(columns={"x": "x.y"}))
+    assert model.data.design.coef_names == ("Intercept", "x.y")

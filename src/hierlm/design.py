@@ -9,6 +9,7 @@ original scale.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from formulaic import Formula, model_matrix
 from formulaic import ModelSpec as FormulaicSpec
 
 from .errors import DataError, FormulaError
-from .formula_guard import FORMULA_CONTEXT, data_variables
+from .formula_guard import FORMULA_CONTEXT, required_columns
 from .group_tree import GroupTree
 from .spec import ModelSpec
 
@@ -64,7 +65,7 @@ class FixedEncoding:
     @property
     def variables(self) -> tuple[str, ...]:
         """The data columns the encoding reads."""
-        return tuple(sorted(data_variables(self.spec.required_variables)))
+        return tuple(sorted(required_columns(str(self.spec.formula))))
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """X for new rows, float64, with the stored encoding; unseen categories are refused."""
@@ -93,8 +94,9 @@ class FixedEncoding:
             name = self.coef_names[col]
             raise DataError(
                 f"column {name!r} of the design is not finite in {int(bad.any(axis=1).sum())} rows "
-                f"(first: row {row}); a category not seen when the model was built, or a missing or "
-                "infinite predictor value, causes this. Remove those rows or recode the predictor."
+                f"(first: row {frame.index[row]}): a transform overflowed or is undefined there "
+                "(exp of a large value, log of a value <= 0), or a predictor value is missing or "
+                "infinite. Remove those rows, or rescale or transform the predictor differently."
             )
         return x
 
@@ -130,8 +132,10 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
                 rhs, frame, output="numpy", na_action="raise", context=FORMULA_CONTEXT
             )
     except Exception as exc:
-        raise _text_in_transform(rhs, frame) or DataError(
-            f"cannot build the design matrix for {rhs!r}: {exc}"
+        raise (
+            _text_in_transform(rhs, frame)
+            or _undefined(exc)
+            or DataError(f"cannot build the design matrix for {rhs!r}: {exc}")
         ) from None
     fspec = mm.model_spec
     term_columns = {str(t): tuple(int(i) for i in idx) for t, idx in fspec.term_indices.items()}
@@ -142,7 +146,7 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     for term in fixed_terms:
         for col in term_columns.get(term, ()):
             in_pop[col] = True
-    used = data_variables(fspec.required_variables)
+    used = required_columns(str(fspec.formula))
     categories = {
         str(c): tuple(map(str, frame[c].cat.categories))
         for c in frame.columns
@@ -151,13 +155,25 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop), categories)
 
 
+def _undefined(exc: Exception) -> DataError | None:
+    """The error for a transform that gives NaN in some rows (formulaic's null check)."""
+    found = re.search(r"`([^`]+)` contains null values after evaluation", str(exc))
+    if found is None:
+        return None
+    return DataError(
+        f"the term '{found.group(1)}' is undefined (NaN) in some rows, e.g. the log or square "
+        "root of a negative value; remove those rows, or transform the column differently "
+        "(log1p(x) for x >= 0, or shift it)"
+    )
+
+
 def _text_in_transform(rhs: str, frame: pd.DataFrame) -> DataError | None:
     """The error for a text (categorical) column inside a function call such as log(a)."""
     for term in Formula(rhs):
         for factor in term.factors:
             if factor.eval_method.value != "python" or str(factor.expr).startswith("C("):
                 continue
-            used = data_variables(Formula(str(factor.expr)).required_variables)
+            used = required_columns(str(factor.expr))
             for col in sorted(used & set(map(str, frame.columns))):
                 if isinstance(frame[col].dtype, pd.CategoricalDtype):
                     return DataError(

@@ -17,13 +17,13 @@ is checked against an allow-list, never evaluated here.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+import re
 
 import numpy as np
 
 from .errors import FormulaError
 
-__all__ = ["ALLOWED_FUNCTIONS", "FORMULA_CONTEXT", "check_call", "data_variables"]
+__all__ = ["ALLOWED_FUNCTIONS", "FORMULA_CONTEXT", "check_call", "required_columns"]
 
 _NUMERIC = ("log", "log1p", "log2", "log10", "exp", "sqrt")
 _STATEFUL = ("scale", "center")
@@ -42,9 +42,38 @@ _ALLOWED_TEXT = (
 )
 
 
-def data_variables(names: Iterable[str]) -> set[str]:
-    """The data columns among formulaic's required variables (without the context's functions)."""
-    return set(names) - set(FORMULA_CONTEXT)
+def required_columns(rhs: str) -> set[str]:
+    """The data columns a right-hand side reads.
+
+    formulaic's own ``required_variables`` misses the column inside a stateful transform
+    (``scale(x)``, ``center(x)``) and reads a dotted lookup ``x.y`` as ``x``; here a looked-up
+    factor is its whole name, and a call contributes the names it uses as values.
+    """
+    from formulaic import Formula
+
+    out: set[str] = set()
+    for term in Formula(rhs):
+        for factor in term.factors:
+            method = factor.eval_method.value
+            if method == "lookup":
+                out.add(str(factor.expr))
+            elif method == "python":
+                out |= _value_names(str(factor.expr))
+    return out
+
+
+def _value_names(expr: str) -> set[str]:
+    """Names ``expr`` reads as values (columns): not called functions, modules or contrasts."""
+    quoted = re.findall(r"`([^`]*)`", expr)
+    tree = ast.parse(re.sub(r"`[^`]*`", "0", expr), mode="eval")
+    skip = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    skip |= {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names = {
+        n.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Name) and id(n) not in skip and n.id not in _CONTRASTS
+    }
+    return names | set(quoted)
 
 
 class _Refusal(Exception):

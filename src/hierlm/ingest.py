@@ -11,7 +11,7 @@ import pandas as pd
 
 from .design import Design, FixedEncoding, Scaling, build_encoding, level_coefs
 from .errors import DataError, FormulaError
-from .formula_guard import data_variables
+from .formula_guard import required_columns
 from .group_tree import build_group_tree
 from .identifiable import check_identifiable
 from .spec import ModelSpec
@@ -79,12 +79,10 @@ class Ingested:
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
-    from formulaic import Formula
-
     variables: set[str] = set()
     for rhs in (spec.fixed, *spec.varying_terms):
         try:
-            variables |= data_variables(Formula(rhs).required_variables)
+            variables |= required_columns(rhs)
         except Exception as exc:  # formulaic raises several types for a term it cannot read
             raise FormulaError(f"cannot read the term {rhs!r}: {exc}", spec.formula) from None
     if spec.response in variables:
@@ -176,7 +174,7 @@ def ingest(
         scaling = _link_scaling(spec, frame, scaling)
     elif scaling.y_scale <= 0:
         raise DataError(
-            f"response {spec.response!r} is constant ({y_all[0]!r}); there is nothing to model"
+            f"response {spec.response!r} is constant ({y_all[0]:g}); there is nothing to model"
         )
     design = Design(
         spec,

@@ -89,6 +89,10 @@ def ingest_source(
             f"{dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
             "drop or impute them, or use na='drop' (--na drop) to drop them"
         )
+    if total == 0:
+        raise DataError(
+            f"{source.description} has no rows; check the file, the query or the filter"
+        )
     if total - dropped == 0:
         raise DataError("no rows are left after dropping rows with missing values")
     types = source.types()

@@ -117,7 +117,7 @@ def prepare_table(
     if log_response and (yv <= 0).any():
         n_bad = int((yv <= 0).sum())
         raise DataError(
-            f"response {response!r} has {n_bad} values <= 0 (e.g. {yv[yv <= 0][0]!r}), so log({response}) "
+            f"response {response!r} has {n_bad} values <= 0 (e.g. {yv[yv <= 0][0]:g}), so log({response}) "
             "is undefined (both log(y) ~ ... and family='lognormal' take it); remove them, shift "
             "the response, or fit it without log"
         )
