@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import hierlm as hl
 
-EXAMPLES = int(os.environ.get("HIERLM_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("HIERLM_FUZZ_EXAMPLES", "100"))
 FIT = {"method": "map", "chains": 1, "draws": 30, "seed": 0}
 
 pytestmark = pytest.mark.slow
@@ -118,13 +118,18 @@ def formulas(draw: st.DrawFn) -> tuple[str, str]:
 
 
 def _fit_or_refuse(formula: str, family: str, frame: pd.DataFrame) -> None:
-    """The property: a finite summary, or a HierlmError that says something."""
+    """The property: a finite summary and finite predictions for the rows the model kept
+    (each found in its own group), or a HierlmError that says something."""
     try:
         with warnings.catch_warnings():
             # Numerical warnings from a refused model are not the property under test.
             warnings.simplefilter("ignore", RuntimeWarning)
             model = hl.Model(formula, frame, family=family)
-            summary = model.fit(**FIT).summary()
+            fit = model.fit(**FIT)
+            summary = fit.summary()
+            kept = model.data.frame
+            assert kept is not None
+            predicted = fit.predict(kept, new_groups="error")
     except hl.HierlmError as exc:
         assert str(exc).strip(), f"{type(exc).__name__} with an empty message"
         event(
@@ -134,6 +139,9 @@ def _fit_or_refuse(formula: str, family: str, frame: pd.DataFrame) -> None:
     event("fitted")
     values = summary[["mean", "sd"]].to_numpy(dtype=np.float64)
     assert np.isfinite(values).all(), f"non-finite summary:\n{summary[['mean', 'sd']]}"
+    # every row the model kept is found again in its own group, with a finite prediction
+    assert len(predicted) == len(kept)
+    assert np.isfinite(np.asarray(predicted["mean"], dtype=np.float64)).all()
 
 
 @settings(
