@@ -6,7 +6,10 @@ The syntax is ``response ~ fixed terms + (varying | grouping) + ...``:
   `` `my col` ``), or ``log(column)`` to fit the model to the log of the response.
 * The right-hand side is terms joined by ``+`` (and ``-`` to remove, as in ``- 1``). A
   parenthesised term with a ``|`` or ``||`` in it is a group term; everything else is the
-  fixed part and is handed to formulaic unchanged apart from whitespace.
+  fixed part and is handed to formulaic unchanged apart from whitespace. A fixed term
+  written twice (``x + x``) counts once, as in R's ``terms()`` and formulaic.
+* Every term may use only column names, numbers, formula operators and the functions of
+  :mod:`hierlm.formula_guard`; anything else is refused before formulaic evaluates it.
 * In a group term ``(1 + x | g)`` the intercept is implicit (``(x | g)`` is
   ``(1 + x | g)``; write ``0 +`` or ``- 1`` to drop it). ``|`` makes one correlated block,
   ``||`` one uncorrelated block per term.
