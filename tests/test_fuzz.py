@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -70,6 +71,10 @@ def tables(draw: st.DrawFn) -> pd.DataFrame:
         frame.loc[draw(st.integers(0, n - 1)), column] = None
     if _rare(rng, 4):
         frame["y"] = frame["y"].abs() + 1.0
+    if _rare(rng, 5):
+        frame["g3"] = rng.integers(0, 4, n)  # integer labels
+    if _rare(rng, 5):
+        frame["txt"] = frame["txt"].astype("category")
     return frame
 
 
@@ -117,14 +122,17 @@ def formulas(draw: st.DrawFn) -> tuple[str, str]:
     return f"{response} ~ {rhs}", family
 
 
-def _fit_or_refuse(formula: str, family: str, frame: pd.DataFrame) -> None:
+def _fit_or_refuse(
+    formula: str, family: str, frame: pd.DataFrame, polars: bool, na: str = "drop"
+) -> None:
     """The property: a finite summary and finite predictions for the rows the model kept
     (each found in its own group), or a HierlmError that says something."""
     try:
         with warnings.catch_warnings():
             # Numerical warnings from a refused model are not the property under test.
             warnings.simplefilter("ignore", RuntimeWarning)
-            model = hl.Model(formula, frame, family=family)
+            data = pl.from_pandas(frame) if polars else frame
+            model = hl.Model(formula, data, family=family, na=na)
             fit = model.fit(**FIT)
             summary = fit.summary()
             kept = model.data.frame
@@ -150,7 +158,7 @@ def _fit_or_refuse(formula: str, family: str, frame: pd.DataFrame) -> None:
     derandomize=EXAMPLES <= 100,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(frame=tables(), spec=formulas())
-def test_any_formula_on_any_table_fits_or_says_why(frame, spec):
+@given(frame=tables(), spec=formulas(), polars=st.booleans(), na=st.sampled_from(["drop", "error"]))
+def test_any_formula_on_any_table_fits_or_says_why(frame, spec, polars, na):
     formula, family = spec
-    _fit_or_refuse(formula, family, frame)
+    _fit_or_refuse(formula, family, frame, polars, na)
