@@ -99,6 +99,14 @@ def test_empty_table(small_df):
         hl.Model("y ~ x + (1 | a)", small_df.iloc[:0])
 
 
+def test_empty_after_a_filter(small_df):
+    import duckdb
+
+    relation = duckdb.connect().from_df(small_df).filter("y > 1e9")
+    with pytest.raises(hl.DataError, match="the data has no rows; check the file, the query"):
+        hl.Model("y ~ x + (1 | a)", relation)
+
+
 def test_every_row_dropped(small_df):
     with pytest.raises(hl.DataError, match=r"no rows are left .* of the 60 rows .* \(x: 60\)"):
         hl.Model("y ~ x + (1 | a)", small_df.assign(x=np.nan))
