@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 from . import datasets
-from .errors import DataError, FormulaError, HierlmError, PriorError
+from .errors import ConvergenceWarning, DataError, FormulaError, HierlmError, PriorError
 from .fit import Fit, load
 from .model import Model
 from .priors import LKJ, Exponential, HalfCauchy, HalfNormal, HalfStudentT, Normal, Priors, StudentT
@@ -13,6 +13,7 @@ from .source import open_source as scan
 
 __all__ = [
     "LKJ",
+    "ConvergenceWarning",
     "DataError",
     "Exponential",
     "Fit",

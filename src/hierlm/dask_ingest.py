@@ -21,6 +21,7 @@ import pandas as pd
 from .design import Design, FixedEncoding, build_encoding, level_coefs
 from .errors import DataError, HierlmError
 from .group_tree import GroupTree, build_group_tree
+from .identifiable import check_identifiable
 from .ingest import Ingested, _needed_columns, _population_intercept
 from .source import require_columns
 from .spec import ModelSpec
@@ -89,6 +90,8 @@ def ingest_dask(
             f"{dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
             "drop or impute them, or use na='drop' (--na drop) to drop them"
         )
+    if total == 0:
+        raise DataError("the Dask DataFrame has no rows; check the files or the filter")
     if total - dropped == 0:
         raise DataError("no rows are left after dropping rows with missing values")
     complete = frame[columns].dropna()
@@ -141,6 +144,7 @@ def ingest_dask(
     scaling = scaling_from(raw, center_y=_population_intercept(encoding))
     if scaling.y_scale <= 0:
         raise DataError(f"response {spec.response!r} is constant; there is nothing to model")
+    check_identifiable(raw, scaling, encoding)
     design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling, ())
     return Ingested(
         design=design,

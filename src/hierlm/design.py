@@ -9,6 +9,7 @@ original scale.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from formulaic import Formula, model_matrix
 from formulaic import ModelSpec as FormulaicSpec
 
 from .errors import DataError, FormulaError
+from .formula_guard import FORMULA_CONTEXT, required_columns
 from .group_tree import GroupTree
 from .spec import ModelSpec
 
@@ -63,7 +65,7 @@ class FixedEncoding:
     @property
     def variables(self) -> tuple[str, ...]:
         """The data columns the encoding reads."""
-        return tuple(sorted(self.spec.required_variables))
+        return tuple(sorted(required_columns(str(self.spec.formula))))
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """X for new rows, float64, with the stored encoding; unseen categories are refused."""
@@ -83,15 +85,18 @@ class FixedEncoding:
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            x = np.asarray(self.spec.get_model_matrix(frame), dtype=np.float64)
+            x = np.asarray(
+                self.spec.get_model_matrix(frame, context=FORMULA_CONTEXT), dtype=np.float64
+            )
         bad = ~np.isfinite(x)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             name = self.coef_names[col]
             raise DataError(
                 f"column {name!r} of the design is not finite in {int(bad.any(axis=1).sum())} rows "
-                f"(first: row {row}); a category not seen when the model was built, or a missing or "
-                "infinite predictor value, causes this. Remove those rows or recode the predictor."
+                f"(first: row {frame.index[row]}): a transform overflowed or is undefined there "
+                "(exp of a large value, log of a value <= 0), or a predictor value is missing or "
+                "infinite. Remove those rows, or rescale or transform the predictor differently."
             )
         return x
 
@@ -123,9 +128,15 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            mm = model_matrix(rhs, frame, output="numpy", na_action="raise")
+            mm = model_matrix(
+                rhs, frame, output="numpy", na_action="raise", context=FORMULA_CONTEXT
+            )
     except Exception as exc:
-        raise DataError(f"cannot build the design matrix for {rhs!r}: {exc}") from None
+        raise (
+            _text_in_transform(rhs, frame)
+            or _undefined(exc)
+            or DataError(f"cannot build the design matrix for {rhs!r}: {exc}")
+        ) from None
     fspec = mm.model_spec
     term_columns = {str(t): tuple(int(i) for i in idx) for t, idx in fspec.term_indices.items()}
     for term in varying:
@@ -135,13 +146,43 @@ def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     for term in fixed_terms:
         for col in term_columns.get(term, ()):
             in_pop[col] = True
-    used = set(fspec.required_variables)
+    used = required_columns(str(fspec.formula))
     categories = {
         str(c): tuple(map(str, frame[c].cat.categories))
         for c in frame.columns
         if c in used and isinstance(frame[c].dtype, pd.CategoricalDtype)
     }
     return FixedEncoding(fspec, tuple(fspec.column_names), term_columns, tuple(in_pop), categories)
+
+
+def _undefined(exc: Exception) -> DataError | None:
+    """The error for a transform that gives NaN in some rows (formulaic's null check)."""
+    found = re.search(r"`([^`]+)` contains null values after evaluation", str(exc))
+    if found is None:
+        return None
+    return DataError(
+        f"the term '{found.group(1)}' is undefined (NaN) in some rows, e.g. the log or square "
+        "root of a negative value; remove those rows, or transform the column differently "
+        "(log1p(x) for x >= 0, or shift it)"
+    )
+
+
+def _text_in_transform(rhs: str, frame: pd.DataFrame) -> DataError | None:
+    """The error for a text (categorical) column inside a function call such as log(a)."""
+    for term in Formula(rhs):
+        for factor in term.factors:
+            if factor.eval_method.value != "python" or str(factor.expr).startswith("C("):
+                continue
+            used = required_columns(str(factor.expr))
+            for col in sorted(used & set(map(str, frame.columns))):
+                if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                    return DataError(
+                        f"predictor {col!r} holds text, not numbers (e.g. "
+                        f"{frame[col].iloc[0]!r}), and the term '{factor.expr}' needs numbers; "
+                        f"convert the column to numbers in the data, or use it as a category "
+                        f"on its own ({col} or C({col})) without the function"
+                    )
+    return None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Every error names what is wrong (the column, level, term or value) and says what
 
 from __future__ import annotations
 
-__all__ = ["DataError", "FormulaError", "HierlmError", "PriorError"]
+__all__ = ["ConvergenceWarning", "DataError", "FormulaError", "HierlmError", "PriorError"]
 
 
 class HierlmError(Exception):
@@ -44,3 +44,7 @@ class DataError(HierlmError, ValueError):
 
 class PriorError(HierlmError, ValueError):
     """A prior that cannot be parsed or does not fit the parameter it is given for."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that finished but whose draws may not be trustworthy (R-hat, ESS, divergences)."""

@@ -56,6 +56,7 @@ class FitInfo:
     method: str = "nuts"
     options: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    dropped_groups: dict[str, int] = field(default_factory=dict)
 
 
 def library_versions() -> dict[str, str]:
@@ -376,6 +377,9 @@ class Fit:
         if self.info.n_dropped:
             cols = ", ".join(f"{c}: {n}" for c, n in self.info.dropped_by_column.items())
             out.append(f"{self.info.n_dropped} rows with missing values were dropped ({cols}).")
+            if self.info.dropped_groups:
+                groups = ", ".join(f"{n} in {lv}" for lv, n in self.info.dropped_groups.items())
+                out.append(f"Groups that lost rows: {groups}.")
         repeated = [rep for tree in self.design.trees for rep in tree.repeated]
         out += [str(rep) for rep in repeated[:10]]
         if len(repeated) > 10:

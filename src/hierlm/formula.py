@@ -6,7 +6,10 @@ The syntax is ``response ~ fixed terms + (varying | grouping) + ...``:
   `` `my col` ``), or ``log(column)`` to fit the model to the log of the response.
 * The right-hand side is terms joined by ``+`` (and ``-`` to remove, as in ``- 1``). A
   parenthesised term with a ``|`` or ``||`` in it is a group term; everything else is the
-  fixed part and is handed to formulaic unchanged apart from whitespace.
+  fixed part and is handed to formulaic unchanged apart from whitespace. A fixed term
+  written twice (``x + x``) counts once, as in R's ``terms()`` and formulaic.
+* Every term may use only column names, numbers, formula operators and the functions of
+  :mod:`hierlm.formula_guard`; anything else is refused before formulaic evaluates it.
 * In a group term ``(1 + x | g)`` the intercept is implicit (``(x | g)`` is
   ``(1 + x | g)``; write ``0 +`` or ``- 1`` to drop it). ``|`` makes one correlated block,
   ``||`` one uncorrelated block per term.
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from hierlm.errors import FormulaError
+from hierlm.formula_guard import check_call
 from hierlm.spec import FAMILIES, Block, Family, LevelSpec, ModelSpec, Pooling, Transform
 
 __all__ = ["parse_formula"]
@@ -617,6 +621,7 @@ class _Parser:
             group = self._find_group(term.lo, term.hi)
             if group is None:
                 self._check_fixed_term(term)
+                self._guard_term(term.lo, term.hi)
                 text = self._normalise(term.lo, term.hi, strip_quotes=False)
                 if not fixed_parts:
                     fixed_parts.append(f"-{text}" if term.sign == "-" else text)
@@ -676,6 +681,62 @@ class _Parser:
                 raise self._error(
                     "',' outside a function call; join terms with '+', e.g. y ~ x + z", i
                 )
+
+    def _guard_term(self, lo: int, hi: int) -> None:
+        """Refuse anything in tokens ``lo`` to ``hi`` that formulaic would run as Python,
+        other than the calls :mod:`hierlm.formula_guard` allows."""
+        i = lo
+        while i < hi:
+            tok = self.tokens[i]
+            if tok.kind in (_NAME, _QUOTED):
+                last = i
+                # a.b is a dotted column name, which formulaic looks up; a.b(...) is a call
+                while (
+                    last + 2 < hi
+                    and self.tokens[last + 1].is_op(".")
+                    and self.tokens[last + 2].kind == _NAME
+                ):
+                    last += 2
+                for j in range(i, last + 1, 2):
+                    if self.tokens[j].name.startswith("__"):
+                        raise self._error(
+                            f"'{self.tokens[j].name}' is not allowed in a formula; names that "
+                            "start with '__' are Python internals, not columns",
+                            j,
+                        )
+                if last + 1 < hi and self.tokens[last + 1].is_op("("):
+                    close = self.match[last + 1]
+                    self._guard_call(i, close)
+                    i = close + 1
+                else:
+                    i = last + 1
+            elif tok.kind == _NUMBER or tok.is_op("+", "-", "*", "/", ":", "**", "^", "(", ")"):
+                i += 1
+            else:
+                what = "a string" if tok.kind == _STRING else f"'{tok.text}'"
+                raise self._error(
+                    f"{what} cannot appear here; a formula term is made of column names, "
+                    "numbers, the operators + - * / : ** and calls of log, log1p, exp, sqrt, "
+                    "scale, center, C and I (quote unusual column names in backticks)",
+                    i,
+                )
+
+    def _guard_call(self, first: int, close: int) -> None:
+        """Check the call written from token ``first`` to ``close`` (its ')')."""
+        start = self.tokens[first].start
+        source = list(self.formula[start : self.tokens[close].end])
+        for tok in self.tokens[first : close + 1]:
+            if tok.kind == _QUOTED:
+                if tok.name.startswith("__"):
+                    raise self._error(
+                        f"'{tok.name}' is not allowed in a formula; names that start with "
+                        "'__' are Python internals, not columns",
+                        self.tokens.index(tok),
+                    )
+                # the same length, so that positions in the parsed call still match
+                width = tok.end - tok.start
+                source[tok.start - start : tok.end - start] = "Q" + "_" * (width - 1)
+        check_call("".join(source), self.formula, start)
 
     def _find_group(self, lo: int, hi: int) -> tuple[int, int] | None:
         """If tokens ``lo`` to ``hi`` are a group term, return its '(' and bar indices."""
@@ -778,6 +839,7 @@ class _Parser:
                         f"(x * z {bar_text} g), and use I(...) for arithmetic",
                         i,
                     )
+            self._guard_term(term.lo, term.hi)
             text = self._normalise(term.lo, term.hi, strip_quotes=True)
             if term.sign == "-":
                 removed.add(text)

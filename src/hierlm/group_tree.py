@@ -14,7 +14,14 @@ import pandas as pd
 from .errors import DataError
 from .spec import LevelSpec, ModelSpec
 
-__all__ = ["GroupTree", "RepeatedLabel", "build_group_tree", "label_text", "path_labels"]
+__all__ = [
+    "GroupTree",
+    "RepeatedLabel",
+    "build_group_tree",
+    "join_path",
+    "label_text",
+    "path_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -119,11 +126,26 @@ def label_text(column: pd.Series) -> pd.Series:
 
 
 def path_labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
-    """Each row's path label over ``columns`` (``"MN/AITKIN"``)."""
-    text = label_text(frame[columns[0]])
+    """Each row's path label over ``columns`` (``"MN/AITKIN"``); see :func:`join_path`."""
+    if len(columns) == 1:
+        return label_text(frame[columns[0]])
+    text = _escape(label_text(frame[columns[0]]))
     for col in columns[1:]:
-        text = text + "/" + label_text(frame[col])
+        text = text + "/" + _escape(label_text(frame[col]))
     return text
+
+
+def join_path(parts: list[str]) -> str:
+    """A path label from its labels, top first. Labels are joined with ``/``; in a path of
+    two or more, a ``/`` or ``\\`` inside a label is escaped with ``\\``, so that
+    ``("a/b", "c")`` and ``("a", "b/c")`` stay two groups (``a\\/b/c`` and ``a/b\\/c``)."""
+    if len(parts) == 1:
+        return parts[0]
+    return "/".join(p.replace("\\", "\\\\").replace("/", "\\/") for p in parts)
+
+
+def _escape(text: pd.Series) -> pd.Series:
+    return text.str.replace("\\", "\\\\", regex=False).str.replace("/", "\\/", regex=False)
 
 
 def _label_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +210,7 @@ def build_group_tree(
         n_nodes = int(ids.max()) + 1
         first = np.zeros(n_nodes, dtype=np.int64)
         first[ids[::-1]] = np.arange(len(ids))[::-1]
-        label = ["/".join(str(codes[c][1][codes[c][0][r]]) for c in level.path) for r in first]
+        label = [join_path([str(codes[c][1][codes[c][0][r]]) for c in level.path]) for r in first]
         if n_nodes < 2:
             raise DataError(
                 f"level {level.name!r} has only one group ({label[0]!r}); a varying effect needs at "

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .design import Design, FixedEncoding, Scaling, build_encoding, level_coefs
-from .errors import DataError
+from .errors import DataError, FormulaError
+from .formula_guard import required_columns
 from .group_tree import build_group_tree
+from .identifiable import check_identifiable
 from .spec import ModelSpec
 from .suffstats import (
     RawStats,
@@ -68,6 +70,8 @@ class Ingested:
     n_dropped: int
     dropped_by_column: dict[str, int]
     sum_log_response: float
+    dropped_groups: dict[str, int] = field(default_factory=dict)
+    """Per level, the number of groups that lost rows to missing values."""
     rows: Rows | None = None
     log_weight: float = 0.0
     frame: pd.DataFrame | None = None
@@ -75,11 +79,18 @@ class Ingested:
 
 
 def _needed_columns(spec: ModelSpec) -> list[str]:
-    from formulaic import Formula
-
     variables: set[str] = set()
     for rhs in (spec.fixed, *spec.varying_terms):
-        variables |= set(Formula(rhs).required_variables)
+        try:
+            variables |= required_columns(rhs)
+        except Exception as exc:  # formulaic raises several types for a term it cannot read
+            raise FormulaError(f"cannot read the term {rhs!r}: {exc}", spec.formula) from None
+    if spec.response in variables:
+        raise FormulaError(
+            f"the response {spec.response!r} also appears on the right of '~', where it would "
+            "predict itself exactly; remove it from the terms",
+            spec.formula,
+        )
     extra = [c for c in (spec.trials, spec.offset, spec.se) if c is not None]
     groups = spec.all_group_columns
     predictors = sorted(variables - {spec.response} - set(extra) - set(groups))
@@ -133,7 +144,8 @@ def ingest(
         most this many rows.
     """
     columns = _needed_columns(spec)
-    table = prepare_table(data, columns, spec.response, spec.transform == "log", na)
+    paths = tuple(level.path for level in spec.all_levels)
+    table = prepare_table(data, columns, spec.response, spec.transform == "log", na, paths)
     check_family(table.frame, spec.family, spec.response, spec.trials, spec.offset, spec.se)
     extra = {spec.trials, spec.offset, spec.se, *spec.all_group_columns}
     frame = _categorical(table.frame, [c for c in columns[1:] if c not in extra])
@@ -157,11 +169,12 @@ def ingest(
 
     raw = accumulate(chunks(), n_leaves, on_rows)
     scaling = scaling_from(raw, center_y=_population_intercept(encoding))
+    check_identifiable(raw, scaling, encoding)
     if spec.link_scale:
         scaling = _link_scaling(spec, frame, scaling)
     elif scaling.y_scale <= 0:
         raise DataError(
-            f"response {spec.response!r} is constant ({y_all[0]!r}); there is nothing to model"
+            f"response {spec.response!r} is constant ({y_all[0]:g}); there is nothing to model"
         )
     design = Design(
         spec,
@@ -201,6 +214,7 @@ def ingest(
         n_rows=len(frame),
         n_dropped=table.n_dropped,
         dropped_by_column=table.dropped_by_column,
+        dropped_groups=table.dropped_groups,
         sum_log_response=float(y_all.sum()) if spec.transform == "log" else 0.0,
         rows=rows,
         log_weight=log_weight,

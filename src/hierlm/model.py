@@ -468,6 +468,7 @@ class Model:
             n_rows=d.n_rows,
             n_dropped=d.n_dropped,
             dropped_by_column=d.dropped_by_column,
+            dropped_groups=d.dropped_groups,
             priors=self.problem.priors,
             timings=timings,
             options=self.options,

@@ -17,6 +17,7 @@ import pandas as pd
 from .design import Design, FixedEncoding, build_encoding, level_coefs
 from .errors import DataError
 from .group_tree import GroupTree, build_group_tree
+from .identifiable import check_identifiable
 from .ingest import Ingested, _needed_columns, _population_intercept
 from .source import DuckSource, quote
 from .spec import ModelSpec
@@ -88,6 +89,10 @@ def ingest_source(
             f"{dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
             "drop or impute them, or use na='drop' (--na drop) to drop them"
         )
+    if total == 0:
+        raise DataError(
+            f"{source.description} has no rows; check the file, the query or the filter"
+        )
     if total - dropped == 0:
         raise DataError("no rows are left after dropping rows with missing values")
     types = source.types()
@@ -121,6 +126,7 @@ def ingest_source(
     n_leaves = tree.sizes[-1] if tree.sizes else 1
     raw = accumulate(chunks(), n_leaves)
     scaling = scaling_from(raw, center_y=_population_intercept(encoding))
+    check_identifiable(raw, scaling, encoding)
     if scaling.y_scale <= 0:
         raise DataError(f"response {spec.response!r} is constant; there is nothing to model")
     design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling, ())

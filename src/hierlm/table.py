@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ class CleanTable:
     frame: pd.DataFrame
     n_dropped: int
     dropped_by_column: dict[str, int]
+    dropped_groups: dict[str, int]
+    """Per level, the number of groups that lost rows."""
 
 
 def to_pandas(data: Any) -> pd.DataFrame:
@@ -45,6 +48,7 @@ def prepare_table(
     response: str,
     log_response: bool,
     na: NaPolicy = "drop",
+    levels: tuple[tuple[str, ...], ...] = (),
 ) -> CleanTable:
     """Select the needed columns, validate them, and handle missing values.
 
@@ -59,15 +63,27 @@ def prepare_table(
     log_response
         Whether the model uses ``log(response)``.
     na
-        ``"drop"`` drops rows with a missing value in a needed column and counts them;
-        ``"error"`` refuses them.
+        ``"drop"`` drops rows with a missing value in a needed column and counts them, per
+        column and per level (the groups that lost rows); ``"error"`` refuses them.
+        Infinite values are not missing values: they are refused under either policy.
+    levels
+        The grouping columns of every level (each level's path), for counting the groups
+        that lost rows.
     """
     frame = to_pandas(data)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        have = ", ".join(map(str, list(frame.columns)[:20]))
-        raise DataError(f"column {missing[0]!r} is not in the data; the data has: {have}")
-    frame = frame.loc[:, list(dict.fromkeys(columns))]
+    for column in columns:
+        if column not in frame.columns:
+            raise _missing_column(column, frame)
+    needed = list(dict.fromkeys(columns))
+    twice = [c for c in needed if int((frame.columns == c).sum()) > 1]
+    if twice:
+        raise DataError(
+            f"the data has {int((frame.columns == twice[0]).sum())} columns named {twice[0]!r}, "
+            "so the formula cannot say which one it means; rename or drop the copies"
+        )
+    if len(frame) == 0:
+        raise DataError("the data has no rows; check the file, the query or the filter")
+    frame = frame.loc[:, needed]
     y = frame[response]
     if not (pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)):
         example = y.dropna().iloc[0] if y.notna().any() else None
@@ -79,6 +95,7 @@ def prepare_table(
     by_column = {str(c): int(n) for c, n in na_mask.sum().items() if n}
     rows = na_mask.any(axis=1).to_numpy()
     n_dropped = int(rows.sum())
+    dropped_groups: dict[str, int] = {}
     if n_dropped:
         if na == "error":
             worst = max(by_column, key=lambda c: by_column[c])
@@ -86,22 +103,65 @@ def prepare_table(
                 f"{n_dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
                 "drop or impute them, or use na='drop' (--na drop) to drop them"
             )
+        dropped_groups = _groups_losing_rows(frame.loc[rows], levels)
         frame = frame.loc[~rows]
     if len(frame) == 0:
-        raise DataError("no rows are left after dropping rows with missing values")
-    yv = frame[response].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(yv)
-    if bad.any():
+        counts = ", ".join(f"{c}: {n}" for c, n in by_column.items())
         raise DataError(
-            f"response {response!r} has {int(bad.sum())} infinite values; remove those rows"
+            f"no rows are left after dropping rows with missing values: every one of the "
+            f"{n_dropped} rows misses a value the model reads ({counts}); fill them in, or "
+            "drop the columns with the most missing values from the formula"
         )
+    _refuse_infinite(frame, response)
+    yv = frame[response].to_numpy(dtype=np.float64)
     if log_response and (yv <= 0).any():
         n_bad = int((yv <= 0).sum())
         raise DataError(
-            f"response {response!r} has {n_bad} values <= 0 (e.g. {yv[yv <= 0][0]!r}), so log({response}) "
-            "is undefined; remove them, shift the response, or fit it without log"
+            f"response {response!r} has {n_bad} values <= 0 (e.g. {yv[yv <= 0][0]:g}), so log({response}) "
+            "is undefined (both log(y) ~ ... and family='lognormal' take it); remove them, shift "
+            "the response, or fit it without log"
         )
-    return CleanTable(frame.reset_index(drop=True), n_dropped, by_column)
+    return CleanTable(frame.reset_index(drop=True), n_dropped, by_column, dropped_groups)
+
+
+def _missing_column(name: str, frame: pd.DataFrame) -> DataError:
+    """The error for a column the data lacks, with the closest name it has."""
+    have = [str(c) for c in frame.columns]
+    same_case = [c for c in have if c.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, have, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    listing = ", ".join(have[:20]) + (f", ... ({len(have)} columns)" if len(have) > 20 else "")
+    return DataError(f"column {name!r} is not in the data{hint} the data has: {listing}")
+
+
+def _groups_losing_rows(rows: pd.DataFrame, levels: tuple[tuple[str, ...], ...]) -> dict[str, int]:
+    """Per level, how many groups the dropped ``rows`` belonged to (where their path is known)."""
+    from .group_tree import path_labels
+
+    out = {}
+    for path in levels:
+        known = rows.loc[:, list(path)].dropna()
+        if len(known):
+            out[path[-1]] = int(path_labels(known, path).nunique())
+    return out
+
+
+def _refuse_infinite(frame: pd.DataFrame, response: str) -> None:
+    """Refuse infinite values in any numeric column, naming the column and a row."""
+    for column in frame.columns:
+        s = frame[column]
+        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
+            continue
+        values = s.to_numpy(dtype=np.float64)
+        bad = np.isinf(values)
+        if bad.any():
+            role = "response" if column == response else "column"
+            raise DataError(
+                f"{role} {column!r} has {int(bad.sum())} infinite values (e.g. row "
+                f"{frame.index[int(np.argmax(bad))]}: {float(values[bad][0])}); infinite values are not missing "
+                "values, so they are not dropped: remove those rows, or set them to NaN to "
+                "have them dropped"
+            )
 
 
 def _numeric(frame: pd.DataFrame, column: str, role: str) -> np.ndarray:
