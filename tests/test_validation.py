@@ -20,11 +20,16 @@ from hierlm.ingest import ingest
 MAP = {"method": "map", "chains": 2, "draws": 200, "seed": 0}
 
 
-def test_convergence_warning_is_a_user_warning():
+def test_a_doubtful_fit_warns_and_a_good_one_does_not(small_df):
     assert issubclass(hl.ConvergenceWarning, UserWarning)
     assert not issubclass(hl.ConvergenceWarning, hl.HierlmError)
-    with pytest.warns(hl.ConvergenceWarning):
-        warnings.warn("R-hat 1.2", hl.ConvergenceWarning, stacklevel=1)
+    model = hl.Model("y ~ x + (1 | a)", small_df)
+    with pytest.warns(hl.ConvergenceWarning, match=r"effective draws.*Fit.diagnose\(\)"):
+        model.fit(chains=2, draws=40, tune=100, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(chains=4, draws=500, tune=500, seed=1)
+    assert not [w for w in caught if issubclass(w.category, hl.ConvergenceWarning)]
 
 
 # -- columns --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import HierlmError
+from .errors import ConvergenceWarning, HierlmError
 
 app = typer.Typer(
     add_completion=False,
@@ -488,6 +489,8 @@ def main() -> None:
     # installed (PyMC users have it), ArviZ's import would compile numba kernels, half a
     # second per command (measured). Blocking the import makes ArviZ use its NumPy paths.
     sys.modules.setdefault("numba", None)  # type: ignore[arg-type]
+    # The summary prints every finding, with its fix; the warning would repeat them.
+    warnings.simplefilter("ignore", ConvergenceWarning)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app()

@@ -6,13 +6,14 @@ import importlib
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import _jax
 from .assemble import Problem, assemble
-from .errors import HierlmError
+from .errors import ConvergenceWarning, HierlmError
 from .fit import KEEP_DATA_ROWS, Fit, FitInfo, library_versions
 from .formula import parse_formula
 from .ingest import Ingested, ingest
@@ -250,12 +251,15 @@ class Model:
         callback, close = _progress(progress)
         try:
             if self.engine == "full":
-                return self._fit_latent(settings, callback, method, advi_steps)
-            if method != "nuts":
-                return self._fit_collapsed_other(settings, method, advi_steps)
-            return self._fit_collapsed(settings, callback)
+                fit = self._fit_latent(settings, callback, method, advi_steps)
+            elif method != "nuts":
+                fit = self._fit_collapsed_other(settings, method, advi_steps)
+            else:
+                fit = self._fit_collapsed(settings, callback)
         finally:
             close()
+        _warn_on_findings(fit)
+        return fit
 
     def _fit_collapsed(self, settings: dict[str, Any], callback: Progress | None) -> Fit:
         from .laplace import LogDensity, find_laplace
@@ -475,6 +479,17 @@ class Model:
             versions=library_versions(),
             **more,
         )
+
+
+def _warn_on_findings(fit: Fit) -> None:
+    """A :class:`ConvergenceWarning` when a sampler's draws raise a finding (R-hat, ESS,
+    divergences, tree depth), so a doubtful fit is never silent in a script or notebook."""
+    if fit.info.method not in ("nuts", "metropolis"):
+        return
+    findings = [f for f in fit.diagnose() if f.severity != "ok"]
+    if findings:
+        text = " ".join(str(f) for f in findings)
+        warnings.warn(ConvergenceWarning(f"{text} (Fit.diagnose() lists these.)"), stacklevel=3)
 
 
 def _pooling_factors(coefs: dict[str, Any]) -> tuple[Any, ...] | None:
