@@ -18,16 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .design import Design, FixedEncoding, build_encoding, level_coefs
+from .design import FixedEncoding, build_encoding
 from .errors import DataError, HierlmError
 from .group_tree import GroupTree, build_group_tree
-from .identifiable import check_identifiable
-from .ingest import Ingested, _needed_columns, _population_intercept
+from .ingest import Ingested, _needed_columns
 from .source import require_columns
 from .spec import ModelSpec
-from .stream import encode_batch
-from .suffstats import RawStats, accumulate, scaling_from, standardize
-from .table import NaPolicy
+from .stream import encode_batch, ingested_from_sums
+from .suffstats import RawStats, accumulate
+from .table import NaPolicy, missing_values_error
 
 __all__ = ["count_dask_rows", "ingest_dask", "is_dask"]
 
@@ -85,11 +84,7 @@ def ingest_dask(
     columns = _needed_columns(spec)
     total, dropped, by_column = counts or count_dask_rows(frame, spec)
     if dropped and na == "error":
-        worst = max(by_column, key=lambda c: by_column[c])
-        raise DataError(
-            f"{dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
-            "drop or impute them, or use na='drop' (--na drop) to drop them"
-        )
+        raise missing_values_error(dropped, by_column)
     if total == 0:
         raise DataError("the Dask DataFrame has no rows; check the files or the filter")
     if total - dropped == 0:
@@ -141,20 +136,7 @@ def ingest_dask(
     if reduced is None:
         raise DataError("no rows are left after dropping rows with missing values")
     raw, log_sum = reduced
-    scaling = scaling_from(raw, center_y=_population_intercept(encoding))
-    if scaling.y_scale <= 0:
-        raise DataError(f"response {spec.response!r} is constant; there is nothing to model")
-    check_identifiable(raw, scaling, encoding)
-    design = Design(spec, encoding, level_coefs(spec, encoding), tree, scaling, ())
-    return Ingested(
-        design=design,
-        stats=standardize(raw, scaling),
-        raw=raw,
-        n_rows=int(raw.n.sum()),
-        n_dropped=dropped,
-        dropped_by_column=by_column,
-        sum_log_response=log_sum,
-    )
+    return ingested_from_sums(spec, encoding, tree, raw, dropped, by_column, log_sum)
 
 
 def _compute(*collections: Any) -> tuple[Any, ...]:

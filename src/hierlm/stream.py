@@ -21,10 +21,10 @@ from .identifiable import check_identifiable
 from .ingest import Ingested, _needed_columns, _population_intercept
 from .source import DuckSource, quote
 from .spec import ModelSpec
-from .suffstats import accumulate, scaling_from, standardize
-from .table import NaPolicy
+from .suffstats import RawStats, accumulate, scaling_from, standardize
+from .table import NaPolicy, missing_values_error
 
-__all__ = ["count_rows", "encode_batch", "ingest_source"]
+__all__ = ["count_rows", "encode_batch", "ingest_source", "ingested_from_sums"]
 
 _NUMERIC = (
     "TINYINT",
@@ -84,11 +84,7 @@ def ingest_source(
     columns = _needed_columns(spec)
     total, dropped, by_column, complete = counts or count_rows(source, spec)
     if dropped and na == "error":
-        worst = max(by_column, key=lambda c: by_column[c])
-        raise DataError(
-            f"{dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
-            "drop or impute them, or use na='drop' (--na drop) to drop them"
-        )
+        raise missing_values_error(dropped, by_column)
     if total == 0:
         raise DataError(
             f"{source.description} has no rows; check the file, the query or the filter"
@@ -125,6 +121,20 @@ def ingest_source(
 
     n_leaves = tree.sizes[-1] if tree.sizes else 1
     raw = accumulate(chunks(), n_leaves)
+    return ingested_from_sums(spec, encoding, tree, raw, dropped, by_column, log_sum[0])
+
+
+def ingested_from_sums(
+    spec: ModelSpec,
+    encoding: FixedEncoding,
+    tree: GroupTree,
+    raw: RawStats,
+    n_dropped: int,
+    dropped_by_column: dict[str, int],
+    sum_log_response: float,
+) -> Ingested:
+    """The design and standardised statistics from per-leaf sums accumulated out of core
+    (DuckDB batches, Dask partitions), after the checks that need the whole table."""
     scaling = scaling_from(raw, center_y=_population_intercept(encoding))
     check_identifiable(raw, scaling, encoding)
     if scaling.y_scale <= 0:
@@ -135,9 +145,9 @@ def ingest_source(
         stats=standardize(raw, scaling),
         raw=raw,
         n_rows=int(raw.n.sum()),
-        n_dropped=dropped,
-        dropped_by_column=by_column,
-        sum_log_response=log_sum[0],
+        n_dropped=n_dropped,
+        dropped_by_column=dropped_by_column,
+        sum_log_response=sum_log_response,
     )
 
 

@@ -11,7 +11,14 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["CleanTable", "NaPolicy", "check_family", "prepare_table", "to_pandas"]
+__all__ = [
+    "CleanTable",
+    "NaPolicy",
+    "check_family",
+    "missing_values_error",
+    "prepare_table",
+    "to_pandas",
+]
 
 NaPolicy = Literal["drop", "error"]
 
@@ -39,6 +46,16 @@ def to_pandas(data: Any) -> pd.DataFrame:
     raise DataError(
         f"data must be a pandas or polars DataFrame, got {type(data).__name__}; "
         "read files with pandas.read_csv / polars.read_parquet first, or pass a path to the CLI"
+    )
+
+
+def missing_values_error(n_rows: int, by_column: dict[str, int]) -> DataError:
+    """The refusal of rows with missing values under ``na="error"``, naming the column
+    with the most."""
+    worst = max(by_column, key=lambda c: by_column[c])
+    return DataError(
+        f"{n_rows} rows have missing values (column {worst!r}: {by_column[worst]}); "
+        "drop or impute them, or use na='drop' (--na drop) to drop them"
     )
 
 
@@ -98,11 +115,7 @@ def prepare_table(
     dropped_groups: dict[str, int] = {}
     if n_dropped:
         if na == "error":
-            worst = max(by_column, key=lambda c: by_column[c])
-            raise DataError(
-                f"{n_dropped} rows have missing values (column {worst!r}: {by_column[worst]}); "
-                "drop or impute them, or use na='drop' (--na drop) to drop them"
-            )
+            raise missing_values_error(n_dropped, by_column)
         dropped_groups = _groups_losing_rows(frame.loc[rows], levels)
         frame = frame.loc[~rows]
     if len(frame) == 0:
