@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -176,16 +177,22 @@ class Fit:
         table = posterior_table(self._posterior, var_names, hdi_prob)
         return _drop_fixed_entries(table)
 
+    @functools.cached_property
+    def _convergence_table(self) -> pd.DataFrame:
+        # R-hat and ESS of the main parameters: the warning after a fit, the summary's
+        # line and its findings all read them (computed once, 0.1 s for radon).
+        return _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
+
     def convergence(self) -> Convergence:
         """The largest R-hat and smallest bulk and tail ESS over the population and variance
         parameters, and the number of divergent draws: shown in every summary, findings or
         not."""
-        table = _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
+        table = self._convergence_table
         return convergence(table, self.idata["sample_stats"]["diverging"].values)
 
     def diagnose(self) -> list[Finding]:
         """Convergence findings in plain words, each with a fix."""
-        table = _drop_fixed_entries(posterior_table(self._posterior, self.main_vars(), stats=False))
+        table = self._convergence_table
         ss = self.idata["sample_stats"]
         findings = diagnose(
             table, ss["diverging"].values, ss["tree_depth"].values, self.info.max_tree_depth
