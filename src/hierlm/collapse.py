@@ -66,21 +66,13 @@ class LevelFactor(NamedTuple):
     v: tuple[int, ...]
 
 
-def _take(x: jax.Array, v: tuple[int, ...], axis: int = 0) -> jax.Array:
-    """``x`` at the static positions ``v`` along ``axis``, by slicing: the gradient of a
-    slice is a pad, where that of an indexed gather is a scatter-add, which XLA runs
-    element by element on CPU (100,000 leaves: a gradient 17x the cost of the value)."""
-    if tuple(v) == tuple(range(v[0], v[0] + len(v))):
-        return jax.lax.slice_in_dim(x, v[0], v[0] + len(v), axis=axis)
-    return jnp.stack([jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in v], axis=axis)
-
-
 def _factor(J: jax.Array, lam: jax.Array, v: tuple[int, ...]) -> tuple[jax.Array, list[Rows]]:
     """``A = Λᵀ J_{v·}`` (q × p × G) and the Cholesky factor of ``M = I + A_{·v} Λ`` as
     nested lists of (G,) entries (lower triangle)."""
     q = len(v)
-    A = jnp.sum(lam[:, :, None, None] * _take(J, v)[:, None], axis=0)
-    M = jnp.sum(_take(A, v, axis=1)[:, :, None] * lam[None, :, :, None], axis=1)
+    idx = np.asarray(v)
+    A = jnp.sum(lam[:, :, None, None] * J[idx][:, None], axis=0)
+    M = jnp.sum(A[:, idx][:, :, None] * lam[None, :, :, None], axis=1)
     R: list[Rows] = [[] for _ in range(q)]
     for j in range(q):
         s = 1.0 + M[j, j] - sum(R[j][k] * R[j][k] for k in range(j))
@@ -113,9 +105,10 @@ def _solve_upper_t(R: list[Rows], b: jax.Array) -> jax.Array:
 
 def _message(J: jax.Array, h: jax.Array, c: jax.Array, lam: jax.Array, v: tuple[int, ...]):
     """Messages of a level's nodes to their parents (see the module notes)."""
+    idx = np.asarray(v)
     A, R = _factor(J, lam, v)
     W = _solve_lower(R, A)
-    u = _solve_lower(R, jnp.sum(lam[:, :, None] * _take(h, v)[:, None], axis=0))
+    u = _solve_lower(R, jnp.sum(lam[:, :, None] * h[idx][:, None], axis=0))
     J_out = J - jnp.sum(W[:, :, None] * W[:, None, :], axis=0)
     h_out = h - jnp.sum(W * u[:, None], axis=0)
     log_det = sum(jnp.log(R[a][a]) for a in range(len(v)))
