@@ -41,3 +41,17 @@ def small_df() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def radon_mn() -> pd.DataFrame:
     return hl.datasets.radon("MN")
+
+
+@pytest.fixture(scope="session")
+def radon_all() -> pd.DataFrame:
+    return hl.datasets.radon()
+
+
+@pytest.fixture
+def out_of_core(monkeypatch):
+    """Stream (DuckDB) or reduce on the workers (Dask) however small the source: the
+    threshold below which a source is read into memory."""
+    from hierlm import model as model_module
+
+    monkeypatch.setattr(model_module, "KEEP_DATA_ROWS", 10)

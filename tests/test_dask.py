@@ -9,17 +9,12 @@ import pandas as pd
 import pytest
 
 import hierlm as hl
-from hierlm import model as model_module
+from same_stats import assert_same_stats
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 FORMULA = "log_radon ~ floor + log_uranium + (1 + floor | state/county)"
-
-
-@pytest.fixture(scope="module")
-def radon_all() -> pd.DataFrame:
-    return hl.datasets.radon()
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +32,7 @@ def client():
         yield c
 
 
-@pytest.fixture
-def reduce_everything(monkeypatch):
-    """Reduce on the workers however small the frame (the threshold for computing it)."""
-    monkeypatch.setattr(model_module, "KEEP_DATA_ROWS", 10)
-
-
-def _same_stats(a, b, rtol=1e-9):
-    for name in ("n", "xtx", "xty", "yty"):
-        np.testing.assert_allclose(getattr(a.stats, name), getattr(b.stats, name), rtol=rtol)
-    assert a.design.tree.labels == b.design.tree.labels
-    assert a.design.coef_names == b.design.coef_names
-
-
-def test_statistics_reduced_on_a_cluster_equal_the_in_memory_ones(
-    radon_all, client, reduce_everything
-):
+def test_statistics_reduced_on_a_cluster_equal_the_in_memory_ones(radon_all, client, out_of_core):
     frame = radon_all.copy()
     frame["basement"] = np.random.default_rng(7).choice(["yes", "no", "partial"], len(frame))
     # Shuffled so every partition sees a different mix of states and text categories.
@@ -66,7 +46,7 @@ def test_statistics_reduced_on_a_cluster_equal_the_in_memory_ones(
     assert sum("_partition_sums" in k for k in ran) == ddf.npartitions
     assert reduced.data.frame is None  # reduced on the workers: no rows kept
     memory = hl.Model(formula, frame)
-    _same_stats(reduced.data, memory.data)
+    assert_same_stats(reduced.data, memory.data)
     assert reduced.data.n_rows == memory.data.n_rows
     assert reduced.data.dropped_by_column == memory.data.dropped_by_column == {"log_uranium": 200}
     assert {"MN/WASHINGTON", "PA/WASHINGTON"} <= set(reduced.data.design.tree.labels[1])
@@ -76,7 +56,7 @@ def test_statistics_reduced_on_a_cluster_equal_the_in_memory_ones(
 
 
 @pytest.mark.slow
-def test_the_dask_path_gives_the_in_memory_posterior(radon_all, client, reduce_everything):
+def test_the_dask_path_gives_the_in_memory_posterior(radon_all, client, out_of_core):
     """The statistics agree to rounding, so everything computed from them does: the log
     density of θ and its mode to 1e-8. NUTS amplifies rounding (its warm-up adapts to each
     trajectory), so the draws of the two fits are not identical; their summaries agree
@@ -102,10 +82,10 @@ def test_a_small_frame_is_computed_and_keeps_its_rows(radon_all, client):
     ddf = dd.from_pandas(radon_all, npartitions=3)
     model = hl.Model(FORMULA, ddf)
     assert model.data.frame is not None and len(model.data.frame) == len(radon_all) - 200
-    _same_stats(model.data, hl.Model(FORMULA, radon_all).data, rtol=1e-12)
+    assert_same_stats(model.data, hl.Model(FORMULA, radon_all).data, rtol=1e-12)
 
 
-def test_large_offset_loses_no_accuracy_across_partitions(client, reduce_everything):
+def test_large_offset_loses_no_accuracy_across_partitions(client, out_of_core):
     rng = np.random.default_rng(3)
     n = 100_000
     g = rng.integers(0, 50, n)
@@ -121,7 +101,7 @@ def test_large_offset_loses_no_accuracy_across_partitions(client, reduce_everyth
 
 
 @pytest.mark.parametrize("policy", ["drop", "error"])
-def test_null_group_labels_follow_the_na_policy(radon_all, client, reduce_everything, policy):
+def test_null_group_labels_follow_the_na_policy(radon_all, client, out_of_core, policy):
     frame = radon_all.copy()
     frame.loc[[3, 50, 900], "county"] = None
     ddf = dd.from_pandas(frame, npartitions=4)
@@ -131,7 +111,7 @@ def test_null_group_labels_follow_the_na_policy(radon_all, client, reduce_everyt
         return
     model = hl.Model(FORMULA, ddf)
     assert model.data.dropped_by_column == {"county": 3, "log_uranium": 200}
-    _same_stats(model.data, hl.Model(FORMULA, frame).data)
+    assert_same_stats(model.data, hl.Model(FORMULA, frame).data)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +125,7 @@ def test_null_group_labels_follow_the_na_policy(radon_all, client, reduce_everyt
         ("state ~ floor + (1 | county)", "response 'state' must be numeric"),
     ],
 )
-def test_bad_input_is_named(radon_all, client, reduce_everything, formula, message):
+def test_bad_input_is_named(radon_all, client, out_of_core, formula, message):
     frame = radon_all.copy()
     frame["county_fips"] = frame["county_fips"].astype(float) - 27001.0
     ddf = dd.from_pandas(frame, npartitions=3)
@@ -153,7 +133,7 @@ def test_bad_input_is_named(radon_all, client, reduce_everything, formula, messa
         hl.Model(formula, ddf)
 
 
-def test_a_csv_that_changes_type_midway_is_refused(tmp_path, client, reduce_everything):
+def test_a_csv_that_changes_type_midway_is_refused(tmp_path, client, out_of_core):
     rows = [f"{i % 3 + 0.5},{i % 5},g{i % 4}" for i in range(2_000)]
     rows[1_700] = "1.5,oops,g1"
     (tmp_path / "x.csv").write_text("y,x,g\n" + "\n".join(rows) + "\n")
@@ -164,12 +144,11 @@ def test_a_csv_that_changes_type_midway_is_refused(tmp_path, client, reduce_ever
     assert "dtype={'x': 'str'}" in str(info.value)  # Dask names the column and the fix
 
 
-def test_cli_fits_on_a_cluster_address(radon_all, tmp_path, client, monkeypatch):
+def test_cli_fits_on_a_cluster_address(radon_all, tmp_path, client, out_of_core):
     from typer.testing import CliRunner
 
     from hierlm.cli import app
 
-    monkeypatch.setattr(model_module, "KEEP_DATA_ROWS", 10)
     path = tmp_path / "mn.parquet"
     radon_all[radon_all["state"] == "MN"].to_parquet(path)
     address = client.scheduler.address

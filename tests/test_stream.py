@@ -8,38 +8,20 @@ import pandas as pd
 import pytest
 
 import hierlm as hl
-from hierlm import model as model_module
 from hierlm.source import open_source
 from hierlm.stream import ingest_source
+from same_stats import assert_same_stats
 
 FORMULA = "log_radon ~ floor + log_uranium + (1 + floor | state/county)"
 
 
-@pytest.fixture(scope="module")
-def radon_all() -> pd.DataFrame:
-    return hl.datasets.radon()
-
-
-@pytest.fixture
-def stream_everything(monkeypatch):
-    """Stream every source, however small (the threshold for reading into memory)."""
-    monkeypatch.setattr(model_module, "KEEP_DATA_ROWS", 10)
-
-
-def _same_stats(a, b, rtol=1e-9):
-    for name in ("n", "xtx", "xty", "yty"):
-        np.testing.assert_allclose(getattr(a.stats, name), getattr(b.stats, name), rtol=rtol)
-    assert a.design.tree.labels == b.design.tree.labels
-    assert a.design.coef_names == b.design.coef_names
-
-
-def test_streamed_parquet_glob_equals_in_memory(radon_all, tmp_path, stream_everything):
+def test_streamed_parquet_glob_equals_in_memory(radon_all, tmp_path, out_of_core):
     for i, rows in enumerate(np.array_split(np.arange(len(radon_all)), 3)):
         radon_all.iloc[rows].to_parquet(tmp_path / f"part{i}.parquet")
     streamed = hl.Model(FORMULA, str(tmp_path / "*.parquet"))
     assert streamed.data.frame is None  # streamed: no rows kept
     memory = hl.Model(FORMULA, radon_all)
-    _same_stats(streamed.data, memory.data)
+    assert_same_stats(streamed.data, memory.data)
     assert streamed.data.n_rows == memory.data.n_rows
     # The same rows are dropped for missing values (R5 has no uranium), and counted.
     assert streamed.data.dropped_by_column == memory.data.dropped_by_column == {"log_uranium": 200}
@@ -57,7 +39,7 @@ def test_small_batches_give_the_same_statistics(radon_all, tmp_path):
         np.testing.assert_allclose(getattr(one.stats, name), getattr(many.stats, name), rtol=1e-9)
 
 
-def test_sql_with_where_equals_filtering_in_pandas(radon_all, tmp_path, stream_everything):
+def test_sql_with_where_equals_filtering_in_pandas(radon_all, tmp_path, out_of_core):
     import duckdb
 
     db = tmp_path / "survey.duckdb"
@@ -68,19 +50,19 @@ def test_sql_with_where_equals_filtering_in_pandas(radon_all, tmp_path, stream_e
     streamed = hl.Model("log_radon ~ log_uranium + (1 | state/county)", hl.scan(str(db), sql=query))
     subset = radon_all[radon_all["state"].isin(["MN", "PA", "IN"]) & (radon_all["floor"] == 0)]
     memory = hl.Model("log_radon ~ log_uranium + (1 | state/county)", subset)
-    _same_stats(streamed.data, memory.data)
+    assert_same_stats(streamed.data, memory.data)
     table = hl.Model("log_radon ~ floor + (1 | state/county)", hl.scan(str(db), table="homes"))
     assert table.data.n_rows == len(radon_all)
 
 
-def test_a_duckdb_relation_is_a_source(radon_all, stream_everything):
+def test_a_duckdb_relation_is_a_source(radon_all, out_of_core):
     import duckdb
 
     con = duckdb.connect()
     relation = con.from_df(radon_all).filter("state = 'MN'")
     streamed = hl.Model("log_radon ~ floor + (1 | county)", relation)
     memory = hl.Model("log_radon ~ floor + (1 | county)", radon_all[radon_all["state"] == "MN"])
-    _same_stats(streamed.data, memory.data)
+    assert_same_stats(streamed.data, memory.data)
 
 
 def test_small_sources_are_read_into_memory_and_keep_their_rows(radon_all, tmp_path):
@@ -91,7 +73,7 @@ def test_small_sources_are_read_into_memory_and_keep_their_rows(radon_all, tmp_p
 
 
 @pytest.mark.parametrize("policy", ["drop", "error"])
-def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, stream_everything, policy):
+def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, out_of_core, policy):
     frame = radon_all[radon_all["state"].isin(["MN", "IN"])].copy()
     frame.loc[frame.index[:7], "county"] = None
     frame.loc[frame.index[10:13], "floor"] = np.nan
@@ -109,7 +91,7 @@ def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, stream_ever
     assert model.data.n_rows == len(frame) - 10
 
 
-def test_a_column_that_changes_type_midway_is_refused(tmp_path, stream_everything):
+def test_a_column_that_changes_type_midway_is_refused(tmp_path, out_of_core):
     rng = np.random.default_rng(0)
     n = 40_000
     frame = pd.DataFrame(
@@ -151,7 +133,7 @@ def test_database_needs_a_table_or_a_query(tmp_path):
         hl.scan(str(db), table="missing")
 
 
-def test_misspelled_column_suggests_the_closest(radon_all, tmp_path, stream_everything):
+def test_misspelled_column_suggests_the_closest(radon_all, tmp_path, out_of_core):
     path = tmp_path / "radon.parquet"
     radon_all.to_parquet(path)
     with pytest.raises(hl.DataError, match="did you mean 'log_radon'"):
@@ -159,7 +141,7 @@ def test_misspelled_column_suggests_the_closest(radon_all, tmp_path, stream_ever
 
 
 @pytest.mark.slow
-def test_streamed_fit_equals_the_in_memory_fit(radon_all, tmp_path, stream_everything):
+def test_streamed_fit_equals_the_in_memory_fit(radon_all, tmp_path, out_of_core):
     path = tmp_path / "radon.parquet"
     radon_all.to_parquet(path)
     kw = {"chains": 2, "draws": 300, "tune": 300, "seed": 4}
@@ -169,7 +151,7 @@ def test_streamed_fit_equals_the_in_memory_fit(radon_all, tmp_path, stream_every
     np.testing.assert_allclose(streamed["mean"], memory["mean"], rtol=1e-6, atol=1e-8)
 
 
-def test_large_offset_loses_no_accuracy_against_a_two_pass_reference(tmp_path, stream_everything):
+def test_large_offset_loses_no_accuracy_against_a_two_pass_reference(tmp_path, out_of_core):
     """y = 1e6 + noise, summed in small batches: the standardised statistics match a
     two-pass computation (centre first, then sum) to 1e-9."""
     rng = np.random.default_rng(3)

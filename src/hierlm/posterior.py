@@ -112,8 +112,11 @@ def _draw_fn(layout: Layout, batch: int):
             )
             return total, out
 
-        shapes = jax.eval_shape(one, keys[0], flat[0], args)[1]
-        zeros = tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+        # Per level (nodes, varying coefficients): known from the layout, no second trace.
+        zeros = tuple(
+            jnp.zeros((parents.shape[0], len(lv.v)), flat.dtype)
+            for parents, lv in zip(args.stats.parents, layout.levels, strict=True)
+        )
         total, out = jax.lax.scan(body, zeros, xs)
         out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
         return out, tuple(t / n for t in total)
