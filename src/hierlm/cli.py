@@ -117,7 +117,7 @@ def _strict_exit(findings: list[str]) -> None:
 
 
 def _findings(fit: Any) -> list[str]:
-    return [str(f) for f in fit.diagnose() if f.severity != "ok"]
+    return [str(f) for f in fit.problems()]
 
 
 def _read_table(path: Path):

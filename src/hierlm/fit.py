@@ -190,6 +190,10 @@ class Fit:
         table = self._convergence_table
         return convergence(table, self.idata["sample_stats"]["diverging"].values)
 
+    def problems(self) -> list[Finding]:
+        """The findings of :meth:`diagnose` that need action (empty for a clean fit)."""
+        return [f for f in self.diagnose() if f.severity != "ok"]
+
     def diagnose(self) -> list[Finding]:
         """Convergence findings in plain words, each with a fix."""
         table = self._convergence_table

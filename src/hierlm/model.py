@@ -486,7 +486,7 @@ def _warn_on_findings(fit: Fit) -> None:
     divergences, tree depth), so a doubtful fit is never silent in a script or notebook."""
     if fit.info.method not in ("nuts", "metropolis"):
         return
-    findings = [f for f in fit.diagnose() if f.severity != "ok"]
+    findings = fit.problems()
     if findings:
         text = " ".join(str(f) for f in findings)
         warnings.warn(ConvergenceWarning(f"{text} (Fit.diagnose() lists these.)"), stacklevel=3)
