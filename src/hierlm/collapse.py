@@ -116,17 +116,16 @@ def _message(J: jax.Array, h: jax.Array, c: jax.Array, lam: jax.Array, v: tuple[
 
 
 def _sum_into_parents(arrays: list[jax.Array], seg: jax.Array, n_parent: int) -> list[jax.Array]:
-    """Sum each array's last (node) axis into the nodes' parents, in one scatter."""
-    G = seg.shape[0]
-    shapes = [a.shape[:-1] for a in arrays]
-    flat = jnp.concatenate([a.reshape(-1, G) for a in arrays], axis=0)
-    summed = jax.ops.segment_sum(flat.T, seg, n_parent, indices_are_sorted=True).T
-    out, pos = [], 0
-    for shape in shapes:
-        k = int(np.prod(shape))
-        out.append(summed[pos : pos + k].reshape(*shape, n_parent))
-        pos += k
-    return out
+    """Sum each array's last (node) axis into the nodes' parents.
+
+    One scatter per array along its last axis: concatenating them into one scatter over a
+    transposed (node, entry) matrix measured 1.5x slower for value and gradient (100,000
+    leaves, 9-10 ms against 6-7 ms).
+    """
+    return [
+        jnp.zeros((*a.shape[:-1], n_parent), a.dtype).at[..., seg].add(a, indices_are_sorted=True)
+        for a in arrays
+    ]
 
 
 def upward(stats: TreeStats, sigma: jax.Array, levels: tuple[LevelFactor, ...]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -295,7 +296,7 @@ class Model:
             # second; started after this program is built, it no longer slows the tracing
             # of a cold start. (Starting it only once the sampler's programs were built
             # measured no better in A/B runs, and 0.5 s worse in the benchmark.)
-            _import_in_background("arviz")
+            _import_in_background(*_AFTER_SAMPLING)
             laplace = find_laplace(problem.layout, problem.args, logp=logp)
             timings["laplace"] = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -343,7 +344,7 @@ class Model:
         chains, draws, seed = settings["chains"], settings["draws"], settings["seed"]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        _import_in_background("arviz")
+        _import_in_background(*_AFTER_SAMPLING)
         logp = LogDensity(problem.layout, problem.args)
         laplace = find_laplace(problem.layout, problem.args, logp=logp)
         timings["laplace"] = time.perf_counter() - t0
@@ -404,7 +405,7 @@ class Model:
             pilot = laplace.mode
             extra = {"mode_converged": laplace.converged, "mode_iterations": laplace.iterations}
             timings["laplace"] = time.perf_counter() - t0
-        _import_in_background("arviz")
+        _import_in_background(*_AFTER_SAMPLING)
         lat, data, choices = latent_problem(self.data, problem, self.parameterization, pilot)
         theta0 = pilot if pilot is not None else np.zeros(problem.layout.size)
         run = sample_latent(
@@ -524,12 +525,26 @@ def _laplace_draws(laplace: Any, n: int, seed: int) -> Any:
 _importing: set[str] = set()
 
 
-def _import_in_background(module: str) -> None:
-    """Start importing ``module`` on a thread (once). Sampling runs in XLA with the GIL
-    released, so a slow import needed only afterwards (ArviZ: over a second) overlaps it."""
-    if module not in sys.modules and module not in _importing:
-        _importing.add(module)
-        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
+# Imported on a thread once a fit starts: ArviZ (over a second) builds the posterior; a
+# fit is then usually saved (the CLI always saves), and the netCDF writer imports h5netcdf
+# and, where Dask is installed, dask (xarray asks it for a scheduler): 0.4 s more when
+# saving a warm radon fit, measured.
+_AFTER_SAMPLING = ("arviz", "h5netcdf", "dask.base")
+
+
+def _import_in_background(*modules: str) -> None:
+    """Start importing ``modules`` in order on one thread (once each). Sampling runs in
+    XLA with the GIL released, so slow imports needed only afterwards overlap it."""
+    todo = [m for m in modules if m not in sys.modules and m not in _importing]
+    if todo:
+        _importing.update(todo)
+        threading.Thread(target=_import_all, args=(todo,), daemon=True).start()
+
+
+def _import_all(modules: list[str]) -> None:
+    for module in modules:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _progress(progress: bool | Progress) -> tuple[Progress | None, Callable[[], None]]:
