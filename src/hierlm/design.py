@@ -259,13 +259,17 @@ class Design:
         """Population coefficient names."""
         return self.encoding.coef_names
 
+    def original_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(factor, shift)`` with original = standardised × factor + shift, per coefficient."""
+        shift = np.zeros(len(self.encoding.coef_names))
+        if self.encoding.intercept is not None:
+            shift[self.encoding.intercept] = self.scaling.y_shift
+        return self.scaling.coef_factor(), shift
+
     def to_original(self, beta_std: np.ndarray) -> np.ndarray:
         """Map coefficient vectors (last axis p) from the standardised to the original scale."""
-        out = beta_std * self.scaling.coef_factor()
-        icpt = self.encoding.intercept
-        if icpt is not None:
-            out[..., icpt] += self.scaling.y_shift
-        return out
+        factor, shift = self.original_affine()
+        return beta_std * factor + shift
 
 
 def level_coefs(spec: ModelSpec, encoding: FixedEncoding) -> tuple[LevelCoefs, ...]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import sys
 import threading
 import time
 import warnings
@@ -318,7 +317,9 @@ class Model:
             timings["nuts"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             theta = theta_draws(nuts, laplace)
-            coefs = draw_coefficients(problem, theta, seed=seed + 1, run=draws_program)
+            coefs = draw_coefficients(
+                problem, theta, seed + 1, self.data.design.original_affine(), draws_program
+            )
             coefs["theta"] = theta.reshape(-1, theta.shape[-1])
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -368,7 +369,7 @@ class Model:
             theta = theta_draws(run, laplace)
         timings[method] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        coefs = draw_coefficients(problem, theta, seed=seed + 1)
+        coefs = draw_coefficients(problem, theta, seed + 1, self.data.design.original_affine())
         coefs["theta"] = theta.reshape(-1, theta.shape[-1])
         return self._finish(
             settings,
@@ -451,6 +452,7 @@ class Model:
         the coefficient draws began, for the ``draws`` timing (None: already timed)."""
         from .posterior import build_idata
 
+        _await_imports()
         d = self.data
         idata = build_idata(
             d.design, self.problem, draws, coefs, d.n_rows, d.sum_log_response, d.log_weight
@@ -522,26 +524,32 @@ def _laplace_draws(laplace: Any, n: int, seed: int) -> Any:
     return laplace.mode + z @ root.T
 
 
-_importing: set[str] = set()
-
-
 # Imported on a thread once a fit starts: ArviZ (over a second) builds the posterior; a
 # fit is then usually saved (the CLI always saves), and the netCDF writer imports h5netcdf
 # and, where Dask is installed, dask (xarray asks it for a scheduler): 0.4 s more when
 # saving a warm radon fit, measured.
 _AFTER_SAMPLING = ("arviz", "h5netcdf", "dask.base")
+_importing: list[threading.Thread] = []
 
 
 def _import_in_background(*modules: str) -> None:
-    """Start importing ``modules`` in order on one thread (once each). Sampling runs in
-    XLA with the GIL released, so slow imports needed only afterwards overlap it."""
-    todo = [m for m in modules if m not in sys.modules and m not in _importing]
-    if todo:
-        _importing.update(todo)
-        threading.Thread(target=_import_all, args=(todo,), daemon=True).start()
+    """Start importing ``modules`` in order on one thread (once per process). Sampling runs
+    in XLA with the GIL released, so slow imports needed only afterwards overlap it."""
+    if not _importing:
+        thread = threading.Thread(target=_import_all, args=(modules,), daemon=True)
+        _importing.append(thread)
+        thread.start()
 
 
-def _import_all(modules: list[str]) -> None:
+def _await_imports() -> None:
+    """Wait for :func:`_import_in_background`. The main thread must not import the same
+    modules meanwhile: where two threads' imports wait on each other, Python hands one of
+    them a partially initialised module (seen: ``dask.base`` without its functions)."""
+    for thread in _importing:
+        thread.join()
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
     for module in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)

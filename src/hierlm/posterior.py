@@ -8,11 +8,13 @@ correlated, and ``beta_<level>`` (<level>, coef): each group's full coefficient 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ._arviz import quiet
 from .assemble import Problem
@@ -28,85 +30,177 @@ if TYPE_CHECKING:
 __all__ = ["build_idata", "compile_draws", "draw_coefficients"]
 
 
-def compile_draws(problem: Problem, n_draws: int, batch: int | None = None) -> Program:
-    """Compile (or load) the downward pass for ``n_draws`` θ draws.
+# Each call of the downward pass returns at most about this many bytes of coefficient
+# draws per device, copied straight into the fit's arrays: a fit then holds its group draws
+# once (a 100,000-leaf tree's 4,000 draws are 7 GB) instead of a second whole copy.
+_CALL_BYTES = 16 * 2**20
+
+
+class DrawsProgram(NamedTuple):
+    """The compiled downward pass: ``per_call`` draws per call, split over ``devices``."""
+
+    run: Program
+    per_call: int
+    devices: int
+    shared: jax.sharding.Sharding | None
+
+
+def compile_draws(problem: Problem, n_draws: int, batch: int | None = None) -> DrawsProgram:
+    """Compile (or load) the downward pass for ``n_draws`` θ draws, its coefficients mapped
+    to the original scale.
 
     Each draw is vectorised over the nodes of every level; ``batch`` draws are vectorised
     together. By default that is 128 on accelerators and 1 on CPU, where vectorising over
     draws too measured no faster and compiled 1.7x slower (radon: 0.78 s against 1.43 s;
-    model B: 2.7 s against 4.4 s). Needs only shapes, so it can run on a background thread
-    while NUTS samples.
+    model B: 2.7 s against 4.4 s). On CPU the draws are split over the host devices, which
+    run in parallel, as the chains do. Needs only shapes, so it can run on a background
+    thread while NUTS samples.
     """
     if batch is None:
         batch = 1 if jax.default_backend() == "cpu" else 128
     layout = problem.layout
-    d = layout.size
+    n_dev = jax.device_count() if jax.default_backend() == "cpu" else 1
+    n_dev = max(1, min(n_dev, n_draws))
+    per_draw = 8 * layout.p * sum(int(par.shape[0]) for par in problem.args.stats.parents)
+    per_device = min(-(-n_draws // n_dev), max(1, _CALL_BYTES // max(per_draw, 1)))
+    per_device = -(-per_device // batch) * batch
+    n = per_device * n_dev
+    mesh = Mesh(np.array(jax.devices()[:n_dev]), ("draw",)) if n_dev > 1 else None
+
+    def spec(shape, dtype, shared=False):
+        sharding = None if mesh is None else NamedSharding(mesh, P() if shared else P("draw"))
+        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+    p = layout.p
+    shared = jax.tree.map(
+        lambda a: spec(np.shape(a), jnp.result_type(a), True),
+        (problem.args, (np.zeros(p), np.zeros(p))),
+    )
     example = (
-        jax.ShapeDtypeStruct((n_draws, 2), jnp.uint32),
-        jax.ShapeDtypeStruct((n_draws, d), jnp.float64),
-        problem.args,
+        spec((n, 2), jnp.uint32),
+        spec((n, layout.size), jnp.float64),
+        spec((n,), jnp.float64),
+        shared,
     )
-    return program(
-        "draws", _draw_fn(layout, batch), example, (layout, batch), quick=problem.args.small
-    )
+    fn = _draw_fn(layout, batch)
+    if mesh is not None:
+        fn = jax.shard_map(
+            fn,
+            mesh=mesh,
+            in_specs=(P("draw"), P("draw"), P("draw"), P()),
+            out_specs=P("draw"),
+            check_vma=False,
+        )
+    run = program("draws", fn, example, (layout, batch, n_dev), quick=problem.args.small)
+    replicated = None if mesh is None else NamedSharding(mesh, P())
+    return DrawsProgram(run, n, n_dev, replicated)
 
 
 def draw_coefficients(
-    problem: Problem, theta: np.ndarray, seed: int, run: Program | None = None
+    problem: Problem,
+    theta: np.ndarray,
+    seed: int,
+    original: tuple[np.ndarray, np.ndarray],
+    run: DrawsProgram | None = None,
 ) -> dict[str, Any]:
-    """Run the downward pass for every θ draw (vectorised over draws).
+    """Run the downward pass for every θ draw.
 
-    Returns standardised-scale arrays with a leading draw axis: ``root`` (n, p),
-    ``levels`` (per level (n, G_l, p), padding removed), ``sigma`` (n,), ``sds`` and
-    ``chols`` per level, and ``log_ml`` (n,); and ``pooling``, per level the groups'
-    pooling factors (G_l, q_l) averaged over the draws. ``run`` is the program of
-    :func:`compile_draws` for this many draws (built here when not given).
+    Returns arrays with a leading draw axis: ``root`` (n, p) and ``levels`` (per level
+    (n, G_l, p), padding removed) on the original scale (``original`` is
+    :meth:`hierlm.design.Design.original_affine`; ``"original": True`` says so), and on
+    the standardised scale ``sigma`` (n,), ``sds`` and ``chols`` per level, and ``log_ml``
+    (n,); and ``pooling``, per level the groups' pooling factors (G_l, q_l) averaged over
+    the draws. ``run`` is from :func:`compile_draws` (built here when not given).
+
+    The draws go through the program a call at a time, the next call dispatched before
+    the last one's results are copied out, so the copies overlap the computing.
     """
     flat = theta.reshape(-1, theta.shape[-1])
+    n = flat.shape[0]
     # Keys from NumPy: JAX's eager split compiles a small program in every new process.
-    keys = np.random.default_rng(seed).integers(0, 2**32, (flat.shape[0], 2), dtype=np.uint32)
+    keys = np.random.default_rng(seed).integers(0, 2**32, (n, 2), dtype=np.uint32)
     if run is None:
-        run = compile_draws(problem, flat.shape[0])
-    out, pools = jax.device_get(run(keys, flat, problem.args))
-    root, levels, log_ml, sigma, sds, chols = out
+        run = compile_draws(problem, n)
+    m = run.per_call
+    pad = -n % m
+    # Padded draws repeat the last one and are left out of the pooling sums.
+    keys = np.concatenate([keys, np.broadcast_to(keys[-1:], (pad, 2))])
+    flat = np.concatenate([flat, np.broadcast_to(flat[-1:], (pad, flat.shape[1]))])
+    real = (np.arange(n + pad) < n).astype(np.float64)
+    shared = (problem.args, tuple(np.asarray(a, dtype=np.float64) for a in original))
+    if run.shared is not None:
+        shared = jax.device_put(shared, run.shared)
+    sizes = problem.sizes
+    levels: list[np.ndarray] = []
+    rest: list[np.ndarray] = []
+    pools: list[np.ndarray] = []
+    rest_tree: list[Any] = []
+
+    def collect(lo: int, result: Any) -> None:
+        (root_c, levels_c, log_ml_c, sigma_c, sds_c, chols_c), pool_sums = result
+        rest_c, tree = jax.tree.flatten((root_c, log_ml_c, sigma_c, sds_c, chols_c))
+        hi = min(lo + m, n)
+        if not rest_tree:
+            rest_tree.append(tree)
+            rest.extend(np.empty((n, *a.shape[1:]), a.dtype) for a in rest_c)
+            levels.extend(
+                np.empty((n, g, a.shape[2]), a.dtype) for a, g in zip(levels_c, sizes, strict=True)
+            )
+            pools.extend(
+                np.zeros((g, pl.shape[-1])) for pl, g in zip(pool_sums, sizes, strict=True)
+            )
+        for dest, a in zip(rest, rest_c, strict=True):
+            dest[lo:hi] = np.asarray(a)[: hi - lo]
+        for dest, a, g in zip(levels, levels_c, sizes, strict=True):
+            dest[lo:hi] = np.asarray(a)[: hi - lo, :g]
+        for total, pl, g in zip(pools, pool_sums, sizes, strict=True):
+            total += np.asarray(pl).sum(0)[:g]
+
+    pending = None
+    for lo in range(0, n + pad, m):
+        result = run.run(keys[lo : lo + m], flat[lo : lo + m], real[lo : lo + m], shared)
+        if pending is not None:
+            collect(*pending)
+        pending = (lo, result)
+    assert pending is not None
+    collect(*pending)
+    root, log_ml, sigma, sds, chols = jax.tree.unflatten(rest_tree[0], rest)
     return {
         "root": root,
-        "levels": [lv[:, :g] for lv, g in zip(levels, problem.sizes, strict=True)],
+        "levels": levels,
         "log_ml": log_ml,
         "sigma": sigma,
         "sds": sds,
         "chols": chols,
-        "pooling": [pl[:g] for pl, g in zip(pools, problem.sizes, strict=True)],
+        "pooling": [total / n for total in pools],
+        "original": True,
     }
 
 
 def _draw_fn(layout: Layout, batch: int):
-    """The downward pass over draws, ``batch`` at a time, with the pooling factors summed
-    over draws as it goes (their mean is all a fit keeps, so no per-draw copy is made)."""
+    """The downward pass over a call's draws, ``batch`` at a time, with the pooling factors
+    summed over the real draws (``real`` is 1 or 0) as it goes: their mean is all a fit
+    keeps, so no per-draw copy is made. The sums get a leading axis of one, per device."""
 
-    def one(k, th, args):
+    def one(k, th, shared):
+        args, (factor, shift) = shared
         u = unpack(th, args, layout)
         root, levels, log_ml, pools = draw_tree(k, args.stats, u.sigma, u.levels, args.m0, u.L0)
+        root = root * factor + shift
+        levels = tuple(lv * factor + shift for lv in levels)
         return (root, levels, log_ml, u.sigma, u.sds, u.chols), pools
 
-    def run(keys, flat, args):
+    def run(keys, flat, real, shared):
         n, b = flat.shape[0], max(batch, 1)
-        # Pad to whole batches (a remainder would compile the pass a second time); padded
-        # draws repeat the last one and are left out of the sums.
-        pad = -n % b
-        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[-1:], (pad, *keys.shape[1:]))])
-        flat = jnp.concatenate([flat, jnp.broadcast_to(flat[-1:], (pad, flat.shape[1]))])
-        real = jnp.arange(n + pad) < n
         xs = (keys.reshape(-1, b, 2), flat.reshape(-1, b, flat.shape[1]), real.reshape(-1, b))
 
         def body(total, x):
-            k, th, ok = x
+            k, th, w = x
             if b == 1:
-                out, pools = one(k[0], th[0], args)
+                out, pools = one(k[0], th[0], shared)
                 out, pools = jax.tree.map(lambda a: a[None], (out, pools))
             else:
-                out, pools = jax.vmap(one, in_axes=(0, 0, None))(k, th, args)
-            w = ok.astype(flat.dtype)
+                out, pools = jax.vmap(one, in_axes=(0, 0, None))(k, th, shared)
             total = tuple(
                 t + jnp.tensordot(w, p, axes=1) for t, p in zip(total, pools, strict=True)
             )
@@ -115,11 +209,11 @@ def _draw_fn(layout: Layout, batch: int):
         # Per level (nodes, varying coefficients): known from the layout, no second trace.
         zeros = tuple(
             jnp.zeros((parents.shape[0], len(lv.v)), flat.dtype)
-            for parents, lv in zip(args.stats.parents, layout.levels, strict=True)
+            for parents, lv in zip(shared[0].stats.parents, layout.levels, strict=True)
         )
         total, out = jax.lax.scan(body, zeros, xs)
-        out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:n], out)
-        return out, tuple(t / n for t in total)
+        out = jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), out)
+        return out, tuple(t[None] for t in total)
 
     return run
 
@@ -146,7 +240,11 @@ def build_idata(
     sc = design.scaling
     factor = sc.coef_factor()
     names = list(design.coef_names)
-    posterior: dict[str, np.ndarray] = {"beta": shaped(design.to_original(coefs["root"]))}
+
+    def original(a: np.ndarray) -> np.ndarray:
+        return a if coefs.get("original") else design.to_original(a)
+
+    posterior: dict[str, np.ndarray] = {"beta": shaped(original(coefs["root"]))}
     if design.spec.has_sigma:
         posterior["sigma"] = shaped(coefs["sigma"] * sc.y_scale)
     if design.spec.family == "student_t":
@@ -173,7 +271,7 @@ def build_idata(
             constant[f"prior_sd_{name}"] = sd
             coords[f"coef_{name}"] = [names[j] for j in v]
             dims[f"prior_sd_{name}"] = [f"coef_{name}"]
-        posterior[f"beta_{name}"] = shaped(design.to_original(coefs["levels"][li]))
+        posterior[f"beta_{name}"] = shaped(original(coefs["levels"][li]))
         coords[name] = list(design.level_labels[li])
         dims[f"beta_{name}"] = [name, "coef"]
     sample_stats = {
