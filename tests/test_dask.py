@@ -5,11 +5,10 @@ columns and bad responses get the same clear errors."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import hierlm as hl
-from same_stats import assert_same_stats
+from same_stats import assert_matches_two_pass, assert_same_stats, large_offset_frame
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -86,18 +85,9 @@ def test_a_small_frame_is_computed_and_keeps_its_rows(radon_all, client):
 
 
 def test_large_offset_loses_no_accuracy_across_partitions(client, out_of_core):
-    rng = np.random.default_rng(3)
-    n = 100_000
-    g = rng.integers(0, 50, n)
-    x = rng.normal(5.0, 2.0, n)
-    y = 1e6 + 0.5 * x + rng.normal(0, 1e-2, n) + 0.1 * (g % 7)
-    frame = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    frame = large_offset_frame(100_000)
     reduced = hl.Model("y ~ x + (1 | g)", dd.from_pandas(frame, npartitions=13)).data
-    sc = reduced.design.scaling
-    y_std = (y - y.mean()) / sc.y_scale
-    leaf = pd.Index(reduced.design.tree.labels[0]).get_indexer(frame["g"])
-    assert sc.y_scale == pytest.approx(y.std(), rel=1e-9)
-    np.testing.assert_allclose(reduced.stats.yty, np.bincount(leaf, weights=y_std**2), rtol=1e-9)
+    assert_matches_two_pass(reduced, frame)
 
 
 @pytest.mark.parametrize("policy", ["drop", "error"])

@@ -10,7 +10,7 @@ import pytest
 import hierlm as hl
 from hierlm.source import open_source
 from hierlm.stream import ingest_source
-from same_stats import assert_same_stats
+from same_stats import assert_matches_two_pass, assert_same_stats, large_offset_frame
 
 FORMULA = "log_radon ~ floor + log_uranium + (1 + floor | state/county)"
 
@@ -154,27 +154,12 @@ def test_streamed_fit_equals_the_in_memory_fit(radon_all, tmp_path, out_of_core)
 def test_large_offset_loses_no_accuracy_against_a_two_pass_reference(tmp_path, out_of_core):
     """y = 1e6 + noise, summed in small batches: the standardised statistics match a
     two-pass computation (centre first, then sum) to 1e-9."""
-    rng = np.random.default_rng(3)
-    n = 200_000
-    g = rng.integers(0, 50, n)
-    x = rng.normal(5.0, 2.0, n)
-    y = 1e6 + 0.5 * x + rng.normal(0, 1e-2, n) + 0.1 * (g % 7)
-    frame = pd.DataFrame({"y": y, "x": x, "g": [f"g{i:02d}" for i in g]})
+    frame = large_offset_frame(200_000)
     path = tmp_path / "offset.parquet"
     frame.to_parquet(path)
     spec = hl.Model("y ~ x + (1 | g)", frame).spec
     streamed = ingest_source(spec, open_source(str(path)), batch_rows=7_777)
-    sc = streamed.design.scaling
-    # Two-pass reference on the standardised scale.
-    y_std = (y - y.mean()) / sc.y_scale
-    X_std = np.column_stack([np.ones(n), x]) / sc.x_scale
-    leaf = pd.Index(streamed.design.tree.labels[0]).get_indexer(frame["g"])
-    yty = np.bincount(leaf, weights=y_std**2)
-    xty = np.stack([np.bincount(leaf, weights=X_std[:, j] * y_std) for j in range(2)], axis=1)
-    assert sc.y_shift == pytest.approx(y.mean(), rel=1e-15)
-    assert sc.y_scale == pytest.approx(y.std(), rel=1e-9)
-    np.testing.assert_allclose(streamed.stats.yty, yty, rtol=1e-9)
-    np.testing.assert_allclose(streamed.stats.xty, xty, rtol=1e-9, atol=1e-9 * np.abs(xty).max())
+    assert_matches_two_pass(streamed, frame)
 
 
 def test_cli_fits_a_parquet_glob_and_a_database_query(radon_all, tmp_path):

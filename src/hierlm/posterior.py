@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from ._arviz import quiet
 from .assemble import Problem
@@ -22,6 +20,7 @@ from .collapse import draw_tree
 from .compiled import Program, program
 from .density import Layout, unpack
 from .design import Design
+from .devices import host_blocks
 from .sampler import NutsDraws
 
 if TYPE_CHECKING:
@@ -37,11 +36,11 @@ _CALL_BYTES = 16 * 2**20
 
 
 class DrawsProgram(NamedTuple):
-    """The compiled downward pass: ``per_call`` draws per call, split over ``devices``."""
+    """The compiled downward pass: ``per_call`` draws per call; its shared arguments go
+    to ``shared`` once."""
 
     run: Program
     per_call: int
-    devices: int
     shared: jax.sharding.Sharding | None
 
 
@@ -65,35 +64,17 @@ def compile_draws(problem: Problem, n_draws: int, batch: int | None = None) -> D
     per_device = min(-(-n_draws // n_dev), max(1, _CALL_BYTES // max(per_draw, 1)))
     per_device = -(-per_device // batch) * batch
     n = per_device * n_dev
-    mesh = Mesh(np.array(jax.devices()[:n_dev]), ("draw",)) if n_dev > 1 else None
-
-    def spec(shape, dtype, shared=False):
-        sharding = None if mesh is None else NamedSharding(mesh, P() if shared else P("draw"))
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
+    blocks = host_blocks(n_dev)
     p = layout.p
-    shared = jax.tree.map(
-        lambda a: spec(np.shape(a), jnp.result_type(a), True),
-        (problem.args, (np.zeros(p), np.zeros(p))),
-    )
     example = (
-        spec((n, 2), jnp.uint32),
-        spec((n, layout.size), jnp.float64),
-        spec((n,), jnp.float64),
-        shared,
+        blocks.spec((n, 2), jnp.uint32),
+        blocks.spec((n, layout.size), jnp.float64),
+        blocks.spec((n,), jnp.float64),
+        blocks.shared((problem.args, (np.zeros(p), np.zeros(p)))),
     )
-    fn = _draw_fn(layout, batch)
-    if mesh is not None:
-        fn = jax.shard_map(
-            fn,
-            mesh=mesh,
-            in_specs=(P("draw"), P("draw"), P("draw"), P()),
-            out_specs=P("draw"),
-            check_vma=False,
-        )
+    fn = blocks.spread(_draw_fn(layout, batch), 3)
     run = program("draws", fn, example, (layout, batch, n_dev), quick=problem.args.small)
-    replicated = None if mesh is None else NamedSharding(mesh, P())
-    return DrawsProgram(run, n, n_dev, replicated)
+    return DrawsProgram(run, n, blocks.replicated)
 
 
 def draw_coefficients(
@@ -131,30 +112,22 @@ def draw_coefficients(
     if run.shared is not None:
         shared = jax.device_put(shared, run.shared)
     sizes = problem.sizes
-    levels: list[np.ndarray] = []
-    rest: list[np.ndarray] = []
-    pools: list[np.ndarray] = []
-    rest_tree: list[Any] = []
+    # The fit's arrays, allocated once from the program's output shapes (per call).
+    (root_s, levels_s, *rest_s), pools_s = run.run.out_shapes
+    rest_leaves, rest_tree = jax.tree.flatten((root_s, *rest_s))
+    rest = [np.empty((n, *a.shape[1:]), a.dtype) for a in rest_leaves]
+    levels = [np.empty((n, g, a.shape[2]), a.dtype) for a, g in zip(levels_s, sizes, strict=True)]
+    pools = [np.zeros((g, a.shape[-1])) for a, g in zip(pools_s, sizes, strict=True)]
 
     def collect(lo: int, result: Any) -> None:
-        (root_c, levels_c, log_ml_c, sigma_c, sds_c, chols_c), pool_sums = result
-        rest_c, tree = jax.tree.flatten((root_c, log_ml_c, sigma_c, sds_c, chols_c))
+        (root_c, levels_c, *rest_c), pool_sums = result
         hi = min(lo + m, n)
-        if not rest_tree:
-            rest_tree.append(tree)
-            rest.extend(np.empty((n, *a.shape[1:]), a.dtype) for a in rest_c)
-            levels.extend(
-                np.empty((n, g, a.shape[2]), a.dtype) for a, g in zip(levels_c, sizes, strict=True)
-            )
-            pools.extend(
-                np.zeros((g, pl.shape[-1])) for pl, g in zip(pool_sums, sizes, strict=True)
-            )
-        for dest, a in zip(rest, rest_c, strict=True):
+        for dest, a in zip(rest, jax.tree.leaves((root_c, *rest_c)), strict=True):
             dest[lo:hi] = np.asarray(a)[: hi - lo]
         for dest, a, g in zip(levels, levels_c, sizes, strict=True):
             dest[lo:hi] = np.asarray(a)[: hi - lo, :g]
-        for total, pl, g in zip(pools, pool_sums, sizes, strict=True):
-            total += np.asarray(pl).sum(0)[:g]
+        for total, a, g in zip(pools, pool_sums, sizes, strict=True):
+            total += np.asarray(a).sum(0)[:g]
 
     pending = None
     for lo in range(0, n + pad, m):
@@ -164,7 +137,7 @@ def draw_coefficients(
         pending = (lo, result)
     assert pending is not None
     collect(*pending)
-    root, log_ml, sigma, sds, chols = jax.tree.unflatten(rest_tree[0], rest)
+    root, log_ml, sigma, sds, chols = jax.tree.unflatten(rest_tree, rest)
     return {
         "root": root,
         "levels": levels,

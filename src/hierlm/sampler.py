@@ -19,12 +19,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from ._numpyro import ensure_imported
 from .compiled import Program, program
 from .density import DensityArgs, Layout, log_density
+from .devices import host_blocks
 from .laplace import Laplace
 
 __all__ = [
@@ -202,15 +201,6 @@ def _chain_devices(chains: int) -> int:
     return n
 
 
-def _spread(fn: Callable, n_chain_args: int, mesh: Mesh | None) -> Callable:
-    if mesh is None:
-        return fn
-    specs = (P("chain"),) * n_chain_args + (P(),)
-    # check_vma=False: NumPyro's loops mix per-chain and shared values in ways the
-    # replication checker rejects, though each device only ever sees its own chains.
-    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("chain"), check_vma=False)
-
-
 class NutsPrograms(NamedTuple):
     """The compiled programs of :func:`run_nuts` and the settings they were built for."""
 
@@ -241,25 +231,20 @@ def compile_nuts(
     init_one, chunk_one = _one_chain_fns(target.log_density, *settings)
     n_dev = _chain_devices(chains)
     per = chains // n_dev
-    mesh = Mesh(np.array(jax.devices()[:n_dev]), ("chain",)) if n_dev > 1 else None
-    init_fn = _spread(_per_block(init_one, 4, per), 4, mesh)
-    chunk_fn = _spread(_per_block(chunk_one, 1, per), 1, mesh)
-
-    def spec(shape, dtype, shared=False):
-        sharding = None if mesh is None else NamedSharding(mesh, P() if shared else P("chain"))
-        return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
-
+    blocks = host_blocks(n_dev)
+    init_fn = blocks.spread(_per_block(init_one, 4, per), 4)
+    chunk_fn = blocks.spread(_per_block(chunk_one, 1, per), 1)
+    spec = blocks.spec
     d = target.dim
     f64 = jnp.float64
     start = (spec((chains, d), f64), spec((chains,), f64), spec((chains, d), f64))
     keys = spec((chains, 2), jnp.uint32)
-    shared = jax.tree.map(lambda a: spec(np.shape(a), jnp.result_type(a), True), target.data)
+    shared = blocks.shared(target.data)
     key = (target.key, *settings, n_dev)
     quick = target.small
     init = program(f"{target.name}_init", init_fn, (*start, keys, shared), key, quick)
     run_chunk = program(f"{target.name}_chunk", chunk_fn, (init.out_shapes, shared), key, quick)
-    replicated = None if mesh is None else NamedSharding(mesh, P())
-    return NutsPrograms(init, run_chunk, chains, tune, chunk, replicated)
+    return NutsPrograms(init, run_chunk, chains, tune, chunk, blocks.replicated)
 
 
 def run_nuts(
