@@ -22,11 +22,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Tests run on every core (at most 4 workers): compiling, the suite's main cost, is
+# single-threaded. Measured on 2 cores: 893 s against 1,235-1,558 s in one process.
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --durations 15
+
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 examples: $(STAMP)
 	for example in radon_mn radon_states kc_house income per_observation_slope parameterizations; do \

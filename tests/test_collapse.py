@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from conftest import log_marginal_jit
 from hierlm.collapse import LevelFactor, TreeStats, draw_tree, log_marginal
 
 jax.config.update("jax_enable_x64", True)
@@ -93,7 +94,7 @@ def test_collapsed_equals_dense_mvn(seed):
     sizes, parents, leaf, X, y, factors, m0, L0, sigma = random_problem(rng, n_levels, p)
     stats = stats_of(sizes[-1], leaf, X, y, parents)
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
-    got = float(log_marginal(stats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
+    got = float(log_marginal_jit(stats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
     want = dense_logpdf(sizes, parents, leaf, X, y, factors, m0, L0, sigma)
     assert got == pytest.approx(want, abs=1e-8, rel=1e-10)
 
@@ -103,7 +104,7 @@ def test_padding_nodes_change_nothing():
     sizes, parents, leaf, X, y, factors, m0, L0, sigma = random_problem(rng, 2, 2)
     stats = stats_of(sizes[-1], leaf, X, y, parents)
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
-    base = log_marginal(stats, sigma, levels, m0, L0)
+    base = log_marginal_jit(stats, sigma, levels, m0, L0)
     pad = 5
     padded = TreeStats(
         jnp.concatenate([stats.n, jnp.zeros(pad)]),
@@ -115,7 +116,7 @@ def test_padding_nodes_change_nothing():
             jnp.concatenate([stats.parents[1], jnp.full(pad, stats.parents[1][-1])]),
         ),
     )
-    assert float(log_marginal(padded, sigma, levels, m0, L0)) == pytest.approx(
+    assert float(log_marginal_jit(padded, sigma, levels, m0, L0)) == pytest.approx(
         float(base), abs=1e-10
     )
 
@@ -129,7 +130,7 @@ def test_gradient_is_finite_at_zero_sd():
         levels = tuple(LevelFactor(scale * jnp.asarray(lam), v) for v, lam in factors)
         return log_marginal(stats, sigma, levels, m0, L0)
 
-    g = jax.grad(f)(0.0)
+    g = jax.jit(jax.grad(f))(0.0)
     assert np.isfinite(float(g))
 
 
@@ -143,7 +144,7 @@ def test_downward_draws_match_dense_conditional():
     keys = jax.random.split(jax.random.PRNGKey(0), 20000)
     draw = jax.jit(jax.vmap(lambda k: draw_tree(k, stats, sigma, levels, m0, L0)))
     root, (lev1, lev2), log_ml, _ = draw(keys)
-    want = log_marginal(stats, sigma, levels, m0, L0)
+    want = log_marginal_jit(stats, sigma, levels, m0, L0)
     assert np.allclose(np.asarray(log_ml), float(want), rtol=1e-12)
     # Dense joint prior of (root, level-1 nodes, leaves) is linear in standard normals.
     G1, G2 = sizes

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import hierlm as hl
-from hierlm.collapse import LevelFactor, TreeStats, log_marginal
+from conftest import log_marginal_jit
+from hierlm.collapse import LevelFactor, TreeStats
 from hierlm.density import log_density
 from test_collapse import dense_logpdf, stats_of
 
@@ -99,7 +100,7 @@ def _reference_from_stats(stats: TreeStats, sigma, lam, m0, L0) -> float:
 def _collapsed(stats: TreeStats, sigma, lam, m0, L0) -> float:
     jstats = TreeStats(*(jnp.asarray(a) for a in stats[:4]), tuple(map(jnp.asarray, stats[4])))
     levels = (LevelFactor(jnp.asarray(lam), (0, 1)),)
-    return float(log_marginal(jstats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
+    return float(log_marginal_jit(jstats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
 
 
 _LAM = np.array([[0.9, 0.0], [0.2, 0.4]])

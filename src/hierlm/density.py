@@ -24,6 +24,7 @@ __all__ = [
     "LevelLayout",
     "Unpacked",
     "log_density",
+    "log_density_jit",
     "theta_labels",
     "unpack",
 ]
@@ -228,3 +229,6 @@ def log_density(theta: jax.Array, args: DensityArgs, layout: Layout) -> jax.Arra
     """``log p(y_std | θ) + log p(θ)`` on the unconstrained scale (Jacobians included)."""
     u = unpack(theta, args, layout)
     return log_marginal(args.stats, u.sigma, u.levels, args.m0, u.L0) + u.log_prior
+
+
+log_density_jit = jax.jit(log_density, static_argnames="layout")
