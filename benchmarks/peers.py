@@ -16,6 +16,11 @@ Usage (one fit per process, so the caller times the whole process)::
     python benchmarks/peers.py pymc radon --data radon_mn.csv --json out.json
     python benchmarks/peers.py numpyro radon --data radon_mn.csv --json out.json
     python benchmarks/peers.py pymc synthetic --rows 10000 --json out.json
+    python benchmarks/peers.py numpyro parquet --data wide.parquet --levels l1,l2,l3,l4,l5 \
+        --intercept-only l3,l4,l5 --json out.json     # scale.py's files
+
+A level in ``--intercept-only`` has a varying intercept only: ``z`` is (group, 1) with a
+HalfStudentT sd and no correlation.
 
 The worker prints the parameter summary, records the time at that moment (what the caller
 reports as process wall time), and only then computes the extra metrics (ESS of every
@@ -46,6 +51,11 @@ class Data:
     index: dict[str, np.ndarray]  # level -> (n,) group index
     sizes: dict[str, int]
     ancestors: dict[str, dict[str, np.ndarray]]  # level -> {upper level -> (G_level,) index}
+    intercept_only: frozenset[str] = frozenset()
+
+    def k(self, level: str) -> int:
+        """Number of coefficients varying at ``level`` (intercept, then slope)."""
+        return 1 if level in self.intercept_only else 2
 
     def prior_scales(self) -> dict[str, float]:
         sy = float(np.std(self.y, ddof=1))
@@ -96,6 +106,32 @@ def synthetic_data(rows: int) -> Data:
     )
 
 
+def parquet_data(path: str, levels: list[str], intercept_only: set[str]) -> Data:
+    """``y``, ``x`` and nested group columns (top first) from one of ``scale.py``'s files;
+    a group is its full path, as hierlm keys it."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path, columns=["y", "x", *levels])
+    index: dict[str, np.ndarray] = {}
+    for depth, lv in enumerate(levels):
+        codes = frame.groupby(levels[: depth + 1], sort=True, observed=True).ngroup()
+        index[lv] = codes.to_numpy(np.int64)
+    sizes = {lv: int(index[lv].max()) + 1 for lv in levels}
+    ancestors: dict[str, dict[str, np.ndarray]] = {}
+    for depth, lv in enumerate(levels):
+        first = np.unique(index[lv], return_index=True)[1]
+        ancestors[lv] = {up: index[up][first] for up in levels[: depth + 1]}
+    return Data(
+        y=frame["y"].to_numpy(np.float64),
+        x=frame["x"].to_numpy(np.float64),
+        levels=levels,
+        index=index,
+        sizes=sizes,
+        ancestors=ancestors,
+        intercept_only=frozenset(intercept_only),
+    )
+
+
 # --------------------------------------------------------------------------- PyMC + nutpie
 
 
@@ -119,6 +155,12 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         icpt = beta[0] + pt.zeros_like(x)
         slp = beta[1] + pt.zeros_like(x)
         for lv in data.levels:
+            idx = data.index[lv]
+            if data.k(lv) == 1:
+                sd1 = pm.HalfStudentT(f"sd_{lv}", nu=3, sigma=scales[0])
+                z1 = pm.Normal(f"z_{lv}", 0.0, 1.0, shape=data.sizes[lv])
+                icpt = icpt + (z1 * sd1)[idx]
+                continue
             # Independent sds and an LKJ correlation. (LKJCholeskyCov with a HalfStudentT
             # sd_dist fails in nutpie's initial-point function with this numpy/pytensor.)
             sd = pm.HalfStudentT(f"sd_{lv}", nu=3, sigma=scales, shape=2)
@@ -128,7 +170,6 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
             )
             z = pm.Normal(f"z_{lv}", 0.0, 1.0, shape=(data.sizes[lv], 2))
             u = z @ chol.T
-            idx = data.index[lv]
             icpt = icpt + u[idx, 0]
             slp = slp + u[idx, 1]
         pm.Normal("y", icpt + slp * x, sigma, observed=data.y)
@@ -141,7 +182,8 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         compiled, chains=CHAINS, tune=TUNE, draws=DRAWS, seed=seed, progress_bar=False
     )
     t_sample = time.perf_counter() - t3
-    main_names = ["beta", "sigma"] + [f"{k}_{lv}" for k in ("sd", "corr") for lv in data.levels]
+    main_names = ["beta", "sigma"] + [f"sd_{lv}" for lv in data.levels]
+    main_names += [f"corr_{lv}" for lv in data.levels if data.k(lv) == 2]
     print(az.summary(idata, var_names=main_names).to_string())
     sys.stdout.flush()
     printed = stamp()
@@ -154,15 +196,20 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
     chols = {}
     for lv in data.levels:
         sd = post[f"sd_{lv}"].values
+        main[f"sd_{lv}"] = sd
+        if data.k(lv) == 1:
+            chols[lv] = sd[..., None, None]
+            continue
         r = post[f"corr_{lv}"].values[..., 0]
         chol = np.zeros((*r.shape, 2, 2))
         chol[..., 0, 0] = sd[..., 0]
         chol[..., 1, 0] = sd[..., 1] * r
         chol[..., 1, 1] = sd[..., 1] * np.sqrt(1 - r**2)
         chols[lv] = chol
-        main[f"sd_{lv}"] = sd
         main[f"corr_{lv}"] = r[..., None]
-    zs = {lv: post[f"z_{lv}"].values for lv in data.levels}
+    zs = {
+        lv: post[f"z_{lv}"].values.reshape(*sd.shape[:2], data.sizes[lv], -1) for lv in data.levels
+    }
     groups = group_coefficients(data, main["beta"], zs, chols)
     diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())
     n_steps = idata.sample_stats.get("n_steps")
@@ -215,6 +262,13 @@ def fit_numpyro(data: Data, seed: int, chain_method: str, cache_dir: str | None)
         icpt = alpha_c - slope * ps["mean_x"]
         slp = slope
         for lv in data.levels:
+            if data.k(lv) == 1:
+                sd1 = numpyro.sample(
+                    f"sd_{lv}", dist.FoldedDistribution(dist.StudentT(3.0, 0.0, scales[0]))
+                )
+                z1 = numpyro.sample(f"z_{lv}", dist.Normal(0.0, 1.0).expand([data.sizes[lv]]))
+                icpt = icpt + (z1 * sd1)[index[lv]]
+                continue
             sd = numpyro.sample(
                 f"sd_{lv}", dist.FoldedDistribution(dist.StudentT(3.0, 0.0, scales)).to_event(1)
             )
@@ -243,16 +297,19 @@ def fit_numpyro(data: Data, seed: int, chain_method: str, cache_dir: str | None)
     main = {"beta": beta, "sigma": samples["sigma"]}
     chols = {}
     for lv in data.levels:
-        L = samples[f"L_{lv}"]
         sd = samples[f"sd_{lv}"]
-        chols[lv] = sd[..., :, None] * L
         main[f"sd_{lv}"] = sd
+        if data.k(lv) == 1:
+            chols[lv] = sd[..., None, None]
+            continue
+        L = samples[f"L_{lv}"]
+        chols[lv] = sd[..., :, None] * L
         main[f"corr_{lv}"] = lower_triangle(L @ np.swapaxes(L, -1, -2))
     print(az.summary(az.convert_to_dataset(main)).to_string())
     sys.stdout.flush()
     printed = stamp()
 
-    zs = {lv: samples[f"z_{lv}"] for lv in data.levels}
+    zs = {lv: samples[f"z_{lv}"].reshape(*beta.shape[:2], data.sizes[lv], -1) for lv in data.levels}
     groups = group_coefficients(data, beta, zs, chols)
     extra = mcmc.get_extra_fields()
     diverging = int(np.asarray(extra["diverging"]).sum())
@@ -272,7 +329,11 @@ def group_coefficients(
 ) -> dict[str, np.ndarray]:
     """Each group's full coefficient vector (beta plus the effects of it and its ancestors),
     as hierlm reports ``beta_<level>``: (chain, draw, group, 2)."""
-    u = {lv: np.einsum("cdgk,cdjk->cdgj", zs[lv], chols[lv]) for lv in data.levels}
+    u = {}
+    for lv in data.levels:
+        effect = np.einsum("cdgk,cdjk->cdgj", zs[lv], chols[lv])
+        pad = 2 - effect.shape[-1]  # intercept-only levels: no slope effect
+        u[lv] = np.concatenate([effect, np.zeros((*effect.shape[:-1], pad))], axis=-1)
     out = {}
     for lv in data.levels:
         total = np.repeat(beta[:, :, None, :], data.sizes[lv], axis=2)
@@ -285,8 +346,10 @@ def group_coefficients(
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fit one peer model and write its metrics.")
     parser.add_argument("tool", choices=["pymc", "numpyro"])
-    parser.add_argument("model", choices=["radon", "synthetic"])
-    parser.add_argument("--data", help="CSV (radon)")
+    parser.add_argument("model", choices=["radon", "synthetic", "parquet"])
+    parser.add_argument("--data", help="CSV (radon) or Parquet (parquet)")
+    parser.add_argument("--levels", help="nested group columns, top first (parquet)")
+    parser.add_argument("--intercept-only", default="", help="levels without a varying slope")
     parser.add_argument("--rows", type=float, help="rows (synthetic)")
     parser.add_argument("--json", help="where to write the metrics")
     parser.add_argument("--seed", type=int, default=1)
@@ -297,6 +360,9 @@ def main() -> None:
     started = stamp()
     if args.model == "radon":
         data = radon_data(args.data)
+    elif args.model == "parquet":
+        only = {lv for lv in args.intercept_only.split(",") if lv}
+        data = parquet_data(args.data, args.levels.split(","), only)
     else:
         data = synthetic_data(int(args.rows))
     if args.tool == "pymc":

@@ -18,7 +18,13 @@ Runs, in order, with one compile cache for all of them:
    same-sized model in a new process" — its time before sampling is the figure);
 3. for every size: streamed from Parquet (``hl.Model(path)``: DuckDB) and, up to
    ``--in-memory-max`` rows, in memory (``pd.read_parquet`` then ``hl.Model(frame)``);
-4. the wide tree (``--wide-rows`` rows over 100,000 leaves), streamed.
+4. the wide tree (``--wide-rows`` rows over 100,000 leaves), streamed;
+5. the peers (``--peers``: PyMC + nutpie, NumPyro full-latent; ``peers.py``) on the same
+   Parquet files, read into memory: model B at every size, then the wide tree, each with
+   ``--peer-timeout`` (15 minutes). A peer that does not finish, or runs out of memory, at
+   one size is recorded as such and not run at the larger ones.
+
+``--skip-hierlm`` runs only the peers (with ``--out`` elsewhere, to keep SCALE.md whole).
 """
 
 from __future__ import annotations
@@ -180,19 +186,19 @@ def run_worker(
     timeout: float,
 ) -> dict[str, Any]:
     out = workdir / f"{name}.json"
+    started = time.time()
+    cmd = [sys.executable, __file__, "--worker", mode, str(path), formula, str(out)]
+    return run_process([*cmd, f"{started:.6f}"], env, workdir, name, out, timeout)
+
+
+def run_process(
+    cmd: list[str], env: dict[str, str], workdir: Path, name: str, out: Path, timeout: float
+) -> dict[str, Any]:
+    """Run ``cmd``, which writes its metrics to ``out``; kill it after ``timeout`` seconds.
+    Wall time and peak RSS come from ``wait4``."""
     out.unlink(missing_ok=True)
     log = (workdir / f"{name}.log").open("w")
     started = time.time()
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        mode,
-        str(path),
-        formula,
-        str(out),
-        f"{started:.6f}",
-    ]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = started + timeout
     status, usage = 0, None
@@ -214,12 +220,48 @@ def run_worker(
         "load": os.getloadavg()[0],
         "rc": os.waitstatus_to_exitcode(status),
     }
+    text = (workdir / f"{name}.log").read_text(errors="replace")
     if out.exists():
         res.update(json.loads(out.read_text()))
     elif wall >= timeout:
-        res["outcome"] = "did not finish"
+        res["outcome"] = "did not finish in " + (
+            f"{timeout / 60:.0f} min" if timeout >= 120 else f"{timeout:.0f} s"
+        )
+    elif res["rc"] == -9 or "MemoryError" in text or "RESOURCE_EXHAUSTED" in text:
+        res["outcome"] = "out of memory"
     else:
         res["outcome"] = f"failed (exit {res['rc']}; see {name}.log)"
+    return res
+
+
+PEERS = {"pymc": "PyMC + nutpie", "numpyro": "NumPyro"}
+
+
+def run_peer(
+    tool: str,
+    path: Path,
+    levels: str,
+    intercept_only: str,
+    workdir: Path,
+    name: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """One peer fit (``peers.py``, full-latent non-centred) on a Parquet file, in memory."""
+    out = workdir / f"{name}.json"
+    cmd = [sys.executable, str(HERE / "peers.py"), tool, "parquet", "--data", str(path)]
+    cmd += ["--levels", levels, "--intercept-only", intercept_only, "--json", str(out)]
+    cmd += ["--jax-cache", str(workdir / "cache-peers-jax")] if tool == "numpyro" else []
+    env = dict(
+        os.environ,
+        PYTENSOR_FLAGS=f"compiledir={workdir / 'cache-peers-pytensor'}",
+        NUMBA_CACHE_DIR=str(workdir / "cache-peers-numba"),
+    )
+    res = run_process(cmd, env, workdir, name, out, timeout)
+    if "rows" in res:  # finished: map peers.py's metrics onto the table's columns
+        t = res["timings"]
+        res["timings"] = {"nuts": t.get("sample", t.get("compile_and_sample"))}
+        res["max_rhat"] = res.get("rhat_max_all")
+        res["min_ess"] = res.get("ess_bulk_min_main")
     return res
 
 
@@ -269,7 +311,11 @@ def report(results: list[dict[str, Any]], started: str, argv: list[str]) -> str:
             "`hl.Model(path)` (DuckDB reads the Parquet file in record batches); in memory = "
             "`pd.read_parquet` then `hl.Model(frame)`. 4 chains, 1000 tune + 1000 draws. ESS and "
             "R-hat over beta, sigma, every sd and correlation. Load = 1-minute load average when "
-            "the process ended (2 cores: above 2 the machine was shared)."
+            "the process ended (2 cores: above 2 the machine was shared). Peers: the full-latent "
+            "non-centred model of `peers.py` (PyMC + nutpie with numba; NumPyro vectorised "
+            "chains, float32) on the same file read into memory, empty compile caches; their "
+            "sampling column includes compiling (NumPyro) and their min ESS is over the "
+            "parameters only."
         ),
         "",
         (
@@ -313,6 +359,9 @@ def main() -> None:
     parser.add_argument("--wide-rows", type=float, default=1e6)
     parser.add_argument("--skip-wide", action="store_true")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--peers", default="pymc,numpyro", help="comma list; empty for none")
+    parser.add_argument("--peer-timeout", type=float, default=900)
+    parser.add_argument("--skip-hierlm", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "SCALE.md")
     parser.add_argument("--worker", nargs=5, metavar=("MODE", "PATH", "FORMULA", "JSON", "T0"))
     args = parser.parse_args()
@@ -340,18 +389,44 @@ def main() -> None:
         print(json.dumps(res), flush=True)
         args.out.write_text(report(results, started, sys.argv))
 
-    run("stream", data(1_000_000), FORMULA_B, "model B, streamed, cold cache")
-    run("stream", data(1_000_000, seed=2), FORMULA_B, "model B, streamed, new data, warm cache")
-    for rows in (int(float(s)) for s in args.sizes.split(",")):
-        run("stream", data(rows), FORMULA_B, f"model B {rows:.0e}, streamed")
-        if rows <= args.in_memory_max:
-            run("memory", data(rows), FORMULA_B, f"model B {rows:.0e}, in memory")
-    if not args.skip_wide:
-        rows = int(args.wide_rows)
-        path = work / f"wide_{rows:.0e}.parquet"
-        if not path.exists():
-            write_wide(path, rows, seed=5)
-        run("stream", path, FORMULA_WIDE, "wide: 100,000 leaves, 5 levels, streamed")
+    sizes = [int(float(x)) for x in args.sizes.split(",")]
+    wide = work / f"wide_{int(args.wide_rows):.0e}.parquet"
+    if not args.skip_wide and not wide.exists():
+        write_wide(wide, int(args.wide_rows), seed=5)
+    if not args.skip_hierlm:
+        run("stream", data(1_000_000), FORMULA_B, "model B, streamed, cold cache")
+        run("stream", data(1_000_000, seed=2), FORMULA_B, "model B, streamed, new data, warm cache")
+        for rows in sizes:
+            run("stream", data(rows), FORMULA_B, f"model B {rows:.0e}, streamed")
+            if rows <= args.in_memory_max:
+                run("memory", data(rows), FORMULA_B, f"model B {rows:.0e}, in memory")
+        if not args.skip_wide:
+            run("stream", wide, FORMULA_WIDE, "wide: 100,000 leaves, 5 levels, streamed")
+
+    def peer(tool: str, path: Any, levels: str, only: str, name: str, stopped: str) -> str:
+        """Run one peer fit (``path()`` gives its file) unless it already stopped at a
+        smaller size; returns why it stopped ("" while it still finishes)."""
+        if stopped:
+            res = {"name": name, "wall_s": None, "peak_rss_mb": None, "load": None}
+            res["outcome"] = f"not run ({stopped})"
+        else:
+            res = run_peer(tool, path(), levels, only, work, name, args.peer_timeout)
+        results.append(res)
+        print(json.dumps(res, default=str), flush=True)
+        args.out.write_text(report(results, started, sys.argv))
+        if stopped or res.get("outcome", "ok") == "ok":
+            return stopped
+        return f"{res['outcome']} at {res['name'].split('model B ')[-1].split(',')[0]} rows"
+
+    for tool in (t for t in args.peers.split(",") if t):
+        stopped = ""
+        for rows in sizes:
+            name = f"{PEERS[tool]}: model B {rows:.0e}, in memory"
+            stopped = peer(tool, lambda rows=rows: data(rows), "a,b,c", "", name, stopped)
+        if not args.skip_wide:
+            levels = ",".join(f"l{k + 1}" for k in range(len(WIDE_SIZES)))
+            name = f"{PEERS[tool]}: wide, 100,000 leaves, in memory"
+            peer(tool, lambda: wide, levels, "l3,l4,l5", name, "")
 
 
 if __name__ == "__main__":
