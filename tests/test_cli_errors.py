@@ -4,9 +4,11 @@ tracebacks only with --debug, --strict on diagnostic findings, and SIGINT/SIGTER
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,21 +129,37 @@ def _n(draws: int, tune: int) -> list[str]:
 )
 def test_signal_mid_fit_leaves_no_file(csv_path, tmp_path, sig, code, fragment):
     out = tmp_path / "m.hlm"
-    # Far more draws than the wait below allows: the signal lands mid-run.
+    # Far more draws than the run below allows: the signal lands mid-run.
     argv = [str(EXE), "fit", str(csv_path), "y ~ x + (1 + x | a/b)", "-o", str(out)]
     argv += ["--chains", "2", "--draws", "200000", "--tune", "100"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # FORCE_COLOR: rich draws the bar live into the pipe, so the test sees sampling start
+    # (a fixed wait raced cold compiles on a loaded machine).
+    env = dict(os.environ, FORCE_COLOR="1")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(fd, 65536), b"")))
+    reader.start()
     try:
-        time.sleep(8.0)
+        deadline = time.monotonic() + 300
+        while b"warmup" not in b"".join(chunks):
+            assert proc.poll() is None, "the fit ended before the signal"
+            assert time.monotonic() < deadline, "sampling did not start within 300 s"
+            time.sleep(0.2)
+        time.sleep(1.0)
         assert proc.poll() is None, "the fit ended before the signal"
         sent = time.perf_counter()
         proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
         waited = time.perf_counter() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        reader.join()
+        proc.stderr.close()
+    stderr = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
     assert proc.returncode == code, stderr
     assert fragment in stderr
     assert "warmup" in stderr or "sampling" in stderr  # the progress bar's last state
