@@ -113,14 +113,13 @@ def parquet_data(path: str, levels: list[str], intercept_only: set[str]) -> Data
 
     frame = pd.read_parquet(path, columns=["y", "x", *levels])
     index: dict[str, np.ndarray] = {}
+    ancestors: dict[str, dict[str, np.ndarray]] = {}
     for depth, lv in enumerate(levels):
         codes = frame.groupby(levels[: depth + 1], sort=True, observed=True).ngroup()
         index[lv] = codes.to_numpy(np.int64)
-    sizes = {lv: int(index[lv].max()) + 1 for lv in levels}
-    ancestors: dict[str, dict[str, np.ndarray]] = {}
-    for depth, lv in enumerate(levels):
-        first = np.unique(index[lv], return_index=True)[1]
+        first = np.unique(index[lv], return_index=True)[1]  # a row of each group
         ancestors[lv] = {up: index[up][first] for up in levels[: depth + 1]}
+    sizes = {lv: int(index[lv].max()) + 1 for lv in levels}
     return Data(
         y=frame["y"].to_numpy(np.float64),
         x=frame["x"].to_numpy(np.float64),
@@ -208,7 +207,8 @@ def fit_pymc(data: Data, seed: int) -> dict[str, Any]:
         chols[lv] = chol
         main[f"corr_{lv}"] = r[..., None]
     zs = {
-        lv: post[f"z_{lv}"].values.reshape(*sd.shape[:2], data.sizes[lv], -1) for lv in data.levels
+        lv: post[f"z_{lv}"].values.reshape(*main["sigma"].shape, data.sizes[lv], -1)
+        for lv in data.levels
     }
     groups = group_coefficients(data, main["beta"], zs, chols)
     diverging = int(np.asarray(idata.sample_stats["diverging"].values).sum())

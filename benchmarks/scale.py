@@ -383,11 +383,18 @@ def main() -> None:
 
     results = []
 
-    def run(mode: str, path: Path, formula: str, name: str) -> None:
-        res = run_worker(mode, path, formula, env, work, name, args.timeout)
+    def record(res: dict[str, Any]) -> None:
         results.append(res)
         print(json.dumps(res), flush=True)
         args.out.write_text(report(results, started, sys.argv))
+
+    def run(mode: str, path: Path, formula: str, name: str) -> None:
+        record(run_worker(mode, path, formula, env, work, name, args.timeout))
+
+    def peer(tool: str, path: Path, levels: str, only: str, name: str) -> str:
+        res = run_peer(tool, path, levels, only, work, name, args.peer_timeout)
+        record(res)
+        return res.get("outcome", "ok")
 
     sizes = [int(float(x)) for x in args.sizes.split(",")]
     wide = work / f"wide_{int(args.wide_rows):.0e}.parquet"
@@ -403,30 +410,28 @@ def main() -> None:
         if not args.skip_wide:
             run("stream", wide, FORMULA_WIDE, "wide: 100,000 leaves, 5 levels, streamed")
 
-    def peer(tool: str, path: Any, levels: str, only: str, name: str, stopped: str) -> str:
-        """Run one peer fit (``path()`` gives its file) unless it already stopped at a
-        smaller size; returns why it stopped ("" while it still finishes)."""
-        if stopped:
-            res = {"name": name, "wall_s": None, "peak_rss_mb": None, "load": None}
-            res["outcome"] = f"not run ({stopped})"
-        else:
-            res = run_peer(tool, path(), levels, only, work, name, args.peer_timeout)
-        results.append(res)
-        print(json.dumps(res, default=str), flush=True)
-        args.out.write_text(report(results, started, sys.argv))
-        if stopped or res.get("outcome", "ok") == "ok":
-            return stopped
-        return f"{res['outcome']} at {res['name'].split('model B ')[-1].split(',')[0]} rows"
-
     for tool in (t for t in args.peers.split(",") if t):
+        # Once a peer does not finish at one size, the larger ones are recorded, not run.
         stopped = ""
         for rows in sizes:
             name = f"{PEERS[tool]}: model B {rows:.0e}, in memory"
-            stopped = peer(tool, lambda rows=rows: data(rows), "a,b,c", "", name, stopped)
+            if stopped:
+                record(
+                    {
+                        "name": name,
+                        "wall_s": None,
+                        "peak_rss_mb": None,
+                        "load": None,
+                        "outcome": f"not run ({stopped})",
+                    }
+                )
+                continue
+            outcome = peer(tool, data(rows), "a,b,c", "", name)
+            if outcome != "ok":
+                stopped = f"{outcome} at {rows:.0e} rows"
         if not args.skip_wide:
             levels = ",".join(f"l{k + 1}" for k in range(len(WIDE_SIZES)))
-            name = f"{PEERS[tool]}: wide, 100,000 leaves, in memory"
-            peer(tool, lambda: wide, levels, "l3,l4,l5", name, "")
+            peer(tool, wide, levels, "l3,l4,l5", f"{PEERS[tool]}: wide, 100,000 leaves, in memory")
 
 
 if __name__ == "__main__":

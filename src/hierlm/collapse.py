@@ -123,8 +123,9 @@ def _message_one(J: jax.Array, h: jax.Array, lam: jax.Array, j: int):
     per node, so there is no factor to take (no square root; measured 10-15% faster value
     and gradient than the general step on 100,000 intercept-only leaves)."""
     Jj = J[j]
-    m = 1.0 + lam[0, 0] ** 2 * Jj[j]
-    r = lam[0, 0] ** 2 / m
+    l2 = lam[0, 0] ** 2
+    m = 1.0 + l2 * Jj[j]
+    r = l2 / m
     J_out = J - r * Jj[:, None] * Jj[None, :]
     h_out = h - (r * h[j]) * Jj
     return J_out, h_out, 0.5 * r * h[j] ** 2 - 0.5 * jnp.log(m)
