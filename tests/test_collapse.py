@@ -10,6 +10,7 @@ from scipy.stats import multivariate_normal
 
 from conftest import log_marginal_jit
 from hierlm.collapse import LevelFactor, TreeStats, draw_tree, log_marginal
+from hierlm.node_layout import node_layout
 
 jax.config.update("jax_enable_x64", True)
 
@@ -64,6 +65,28 @@ def stats_of(n_leaves, leaf, X, y, parents):
     )
 
 
+def laid_out(stats: TreeStats, parents, slack: float) -> TreeStats:
+    """``stats`` with every level that ``slack`` allows slotted (see ``node_layout``)."""
+    nodes = node_layout(
+        tuple(np.asarray(p) for p in parents), pad=False, min_slotted=0, slack=slack
+    )
+    entries = nodes.leaf_entries(stats.n.shape[-1])
+
+    def place(a):
+        out = np.zeros((*a.shape[:-1], nodes.n_leaf))
+        out[..., entries] = a
+        return out
+
+    return TreeStats(
+        place(stats.n),
+        place(stats.xtx),
+        place(stats.xty),
+        place(stats.yty),
+        tuple(jnp.asarray(p) for p in nodes.parents),
+        tuple(jnp.asarray(o) for o in nodes.order),
+    )
+
+
 def ancestors(parents, leaf_of_row, depth):
     node = leaf_of_row
     for d in range(len(parents) - 1, depth, -1):
@@ -93,6 +116,10 @@ def test_collapsed_equals_dense_mvn(seed):
     p = 1 + (seed // 4) % 4
     sizes, parents, leaf, X, y, factors, m0, L0, sigma = random_problem(rng, n_levels, p)
     stats = stats_of(sizes[-1], leaf, X, y, parents)
+    if seed % 3:
+        # Slotted levels: all of them, or those within the default slack (mixed layouts).
+        stats = laid_out(stats, parents, np.inf if seed % 3 == 1 else 1.25)
+        assert any(p.ndim == 2 for p in stats.parents)
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
     got = float(log_marginal_jit(stats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
     want = dense_logpdf(sizes, parents, leaf, X, y, factors, m0, L0, sigma)
@@ -134,12 +161,16 @@ def test_gradient_is_finite_at_zero_sd():
     assert np.isfinite(float(g))
 
 
-def test_downward_draws_match_dense_conditional():
-    """Moments of exact draws of a leaf's β equal the dense Gaussian posterior."""
+@pytest.mark.parametrize("slotted", [False, True])
+def test_downward_draws_match_dense_conditional(slotted):
+    """Moments of exact draws of a leaf's β equal the dense Gaussian posterior, also when
+    the levels are slotted (draws come back in the natural order)."""
     rng = np.random.default_rng(11)
     sizes, parents, leaf, X, y, factors, m0, L0, sigma = random_problem(rng, 2, 2)
     factors = [((0, 1), np.array([[0.8, 0.0], [0.3, 0.5]])), ((0,), np.array([[0.6]]))]
     stats = stats_of(sizes[-1], leaf, X, y, parents)
+    if slotted:
+        stats = laid_out(stats, parents, np.inf)
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
     keys = jax.random.split(jax.random.PRNGKey(0), 20000)
     draw = jax.jit(jax.vmap(lambda k: draw_tree(k, stats, sigma, levels, m0, L0)))

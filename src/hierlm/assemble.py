@@ -7,7 +7,6 @@ by their sds and y is centred and scaled.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax
@@ -16,6 +15,7 @@ import numpy as np
 from .collapse import TreeStats
 from .density import DensityArgs, Layout, LevelLayout
 from .design import Design
+from .node_layout import bucket, node_layout
 from .priors import (
     LKJ,
     CoefPrior,
@@ -53,19 +53,6 @@ class Problem:
     priors: tuple[PriorStatement, ...]
 
 
-def bucket(n: int) -> int:
-    """Round a group count up to a size bucket (steps of 2^(1/4), at least 8).
-
-    Padding to buckets lets a new data set of similar size reuse a cached compilation.
-    """
-    if n <= 8:
-        return 8
-    k = math.ceil(4 * math.log2(n) - 1e-9)
-    while math.ceil(2 ** (k / 4)) < n:
-        k += 1
-    return math.ceil(2 ** (k / 4))
-
-
 def _scale_row(prior: ScalePrior, factor: float) -> tuple[str, float, float]:
     s = prior.scaled(factor)
     if isinstance(s, HalfNormal):
@@ -76,12 +63,6 @@ def _scale_row(prior: ScalePrior, factor: float) -> tuple[str, float, float]:
         return "halfstudentt", s.df, s.scale
     assert isinstance(s, Exponential)
     return "exponential", 1.0, 1.0 / s.rate
-
-
-def _pad(a: np.ndarray, size: int, fill: float = 0) -> np.ndarray:
-    out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
-    out[: len(a)] = a
-    return out
 
 
 def _on_device(a: np.ndarray) -> jax.Array:
@@ -243,20 +224,22 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
 
     layout = Layout(p, sigma_kind, tuple(layouts), t_coefs, spec.has_sigma)
     sizes = design.tree.sizes
-    padded = tuple(bucket(g) for g in sizes) if pad else sizes
-    # Padded nodes point at the last parent, so the pointers stay sorted (they hold zero
-    # statistics and send zero messages, whichever parent they point at).
-    parents = tuple(
-        _on_device(_pad(p.astype(np.int32), padded[li], fill=p[-1]))
-        for li, p in enumerate(design.tree.parents)
-    )
-    n_leaf = padded[-1] if padded else 1
+    nodes = node_layout(design.tree.parents, pad=pad)
+    entries = nodes.leaf_entries(len(stats.n))
+
+    def place(a: np.ndarray) -> np.ndarray:
+        # Entries without a leaf (padding, empty slots) hold zero statistics.
+        out = np.zeros((nodes.n_leaf, *a.shape[1:]), dtype=a.dtype)
+        out[entries] = a
+        return out
+
     tree_stats = TreeStats(
-        n=_on_device(_pad(stats.n, n_leaf)),
-        xtx=_on_device(np.moveaxis(_pad(stats.xtx, n_leaf), 0, -1)),
-        xty=_on_device(np.moveaxis(_pad(stats.xty, n_leaf), 0, -1)),
-        yty=_on_device(_pad(stats.yty, n_leaf)),
-        parents=parents,
+        n=_on_device(place(stats.n)),
+        xtx=_on_device(np.moveaxis(place(stats.xtx), 0, -1)),
+        xty=_on_device(np.moveaxis(place(stats.xty), 0, -1)),
+        yty=_on_device(place(stats.yty)),
+        parents=tuple(_on_device(p) for p in nodes.parents),
+        order=tuple(_on_device(o) for o in nodes.order),
     )
     args = DensityArgs(
         stats=tree_stats,

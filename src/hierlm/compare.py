@@ -214,8 +214,12 @@ def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
     n_leaf_padded = problem.args.stats.n.shape[0]
     ancestors = tree.ancestors(tree.n_levels - 1)[:, li]
     n_groups = tree.sizes[li]
+    order = problem.args.stats.order
+    entries = (
+        np.asarray(order[-1])[: len(ancestors)] if order[-1].shape[0] else np.arange(len(ancestors))
+    )
     keep = np.ones((n_groups, n_leaf_padded))
-    keep[ancestors, np.arange(len(ancestors))] = 0.0
+    keep[ancestors, entries] = 0.0
     args, layout = problem.args, problem.layout
 
     def one(th, masks):

@@ -125,7 +125,7 @@ class DensityArgs(NamedTuple):
     def small(self) -> bool:
         """Whether the tree is small enough that compiling costs more than running (at
         most 1,024 nodes, padding included)."""
-        return sum(p.shape[0] for p in self.stats.parents) <= 1024
+        return sum(p.size for p in self.stats.parents) <= 1024
 
 
 class Unpacked(NamedTuple):
