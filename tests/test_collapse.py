@@ -204,8 +204,8 @@ def test_downward_draws_match_dense_conditional(slotted):
     flat = np.concatenate(
         [
             np.asarray(root),
-            np.asarray(lev1).reshape(len(keys), -1),
-            np.asarray(lev2).reshape(len(keys), -1),
+            np.asarray(lev1)[:, :G1].reshape(len(keys), -1),
+            np.asarray(lev2)[:, :G2].reshape(len(keys), -1),
         ],
         axis=1,
     )

@@ -52,8 +52,9 @@ class TreeStats(NamedTuple):
     leaves. Without levels, the single "leaf" is the root itself. A 1-D ``parents[l]``
     lists the level's nodes, sorted by parent; a 2-D one, ``(W, P)``, is a slotted level
     (see :mod:`hierlm.node_layout`) whose node ``k P + j`` is a child of parent ``j``.
-    ``order[l]``, where not empty, holds the position of each node of the natural order
-    (the group tree's), in which :func:`draw_tree` returns the draws.
+    ``order[l]``, where not empty, holds the natural node (the group tree's) at each
+    position, or an index past the end where there is none; :func:`draw_tree` returns
+    draws in the natural order.
     """
 
     n: jax.Array
@@ -62,12 +63,6 @@ class TreeStats(NamedTuple):
     yty: jax.Array
     parents: tuple[jax.Array, ...]
     order: tuple[jax.Array, ...] = ()
-
-    def rows(self, depth: int) -> int:
-        """Number of nodes of level ``depth`` that :func:`draw_tree` returns."""
-        if self.order and self.order[depth].shape[0]:
-            return int(self.order[depth].shape[0])
-        return int(self.parents[depth].shape[0])
 
 
 class LevelFactor(NamedTuple):
@@ -226,6 +221,8 @@ def _draw_level(J, h, a, eps, lam, v):
     :mod:`hierlm.pooling`). By the push-through identity it is
     ``1 - diag(Pᵀ W)`` with ``P = R⁻¹Λᵀ`` and ``W = R⁻¹ΛᵀJ_vv``, from the same factor ``R``.
     """
+    if len(v) == 1:
+        return _draw_level_one(J, h, a, eps, lam, v[0])
     idx = np.asarray(v)
     A, R = _factor(J, lam, v)
     b = jnp.sum(lam[:, :, None] * h[idx][:, None], axis=0) - jnp.sum(A * a[None], axis=1)
@@ -237,13 +234,24 @@ def _draw_level(J, h, a, eps, lam, v):
     return a.at[idx].add(jnp.sum(lam[:, :, None] * z[None], axis=1)), pool
 
 
+def _draw_level_one(J, h, a, eps, lam, j):
+    """:func:`_draw_level` when one coefficient ``j`` varies: with ``m = 1 + λ²J_jj``,
+    ``z ~ N(λ(h - Ja)_j / m, 1/m)`` and the pooling factor is ``1/m``."""
+    lj = lam[0, 0]
+    m = 1.0 + lj * lj * J[j, j]
+    b = lj * (h[j] - jnp.sum(J[j] * a, axis=0))
+    z = b / m + eps[0] / jnp.sqrt(m)
+    return a.at[j].add(lj * z), (1.0 / m)[None]
+
+
 def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0, L0):
     """One exact joint draw of the root and every node's β given θ.
 
     Returns
     -------
     root, per_level, log_ml, pools
-        The population β (p,), per level the nodes' β with shape (G_l, p),
+        The population β (p,), per level the nodes' β with shape (entries, p), the
+        level's nodes first in the natural order (the rest is padding),
         ``log p(y_std | θ)``, and per level the nodes' pooling factors (G_l, q_l) for the
         coefficients that vary there.
     """
@@ -266,8 +274,10 @@ def draw_tree(key, stats: TreeStats, sigma, levels: tuple[LevelFactor, ...], m0,
             pool = pool.T
         order = stats.order[depth] if stats.order else None
         if order is not None and order.shape[0]:
-            out.append(a.T[order])
-            pools.append(pool[order])
+            # A scatter reads the draws in entry order, so XLA fuses the draw into it
+            # without scattered reads of the statistics.
+            out.append(jnp.zeros_like(a.T).at[order].set(a.T, mode="drop"))
+            pools.append(jnp.zeros_like(pool).at[order].set(pool, mode="drop"))
         else:
             out.append(a.T)
             pools.append(pool)

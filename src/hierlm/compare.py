@@ -214,12 +214,10 @@ def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
     n_leaf_padded = problem.args.stats.n.shape[0]
     ancestors = tree.ancestors(tree.n_levels - 1)[:, li]
     n_groups = tree.sizes[li]
-    order = problem.args.stats.order
-    entries = (
-        np.asarray(order[-1])[: len(ancestors)] if order[-1].shape[0] else np.arange(len(ancestors))
-    )
+    node = np.asarray(problem.args.stats.order[-1])
+    entries = np.flatnonzero(node < len(ancestors)) if node.size else np.arange(len(ancestors))
     keep = np.ones((n_groups, n_leaf_padded))
-    keep[ancestors, entries] = 0.0
+    keep[ancestors[node[entries] if node.size else entries], entries] = 0.0
     args, layout = problem.args, problem.layout
 
     def one(th, masks):

@@ -52,8 +52,8 @@ class NodeLayout(NamedTuple):
         Listed level: each entry's parent (1-D, sorted). Slotted level: the ``(W, P)``
         block of each entry's parent (column ``j`` holds ``j``).
     order
-        Each natural node's entry, padded with 0 to the level's bucket; empty where the
-        entries are the natural nodes themselves (then padded at the end).
+        The natural node at each entry (the number of entries where there is none); empty
+        where the entries are the natural nodes themselves, in order, then padding.
     """
 
     parents: tuple[np.ndarray, ...]
@@ -66,9 +66,13 @@ class NodeLayout(NamedTuple):
 
     def leaf_entries(self, n_leaves: int) -> np.ndarray:
         """Entry of each natural leaf."""
-        if self.parents and self.order[-1].size:
-            return self.order[-1][:n_leaves]
-        return np.arange(n_leaves)
+        if not (self.parents and self.order[-1].size):
+            return np.arange(n_leaves)
+        node = self.order[-1]
+        real = np.flatnonzero(node < n_leaves)
+        out = np.empty(n_leaves, dtype=np.int64)
+        out[node[real]] = real
+        return out
 
 
 def node_layout(
@@ -94,7 +98,7 @@ def node_layout(
         up = entry_of_parent[nat]
         counts = np.bincount(up, minlength=n_parent)
         width = int(counts.max()) if g else 0
-        if g >= min_slotted and width * n_parent <= SLACK * listed:
+        if g >= min_slotted and width * n_parent <= slack * listed:
             # Rank of each node among its siblings; nodes of one parent are contiguous.
             by_parent = np.argsort(up, kind="stable")
             first = np.cumsum(counts) - counts
@@ -103,8 +107,8 @@ def node_layout(
             entry = rank * n_parent + up
             block = np.broadcast_to(np.arange(n_parent, dtype=np.int32), (width, n_parent))
             out_parents.append(np.ascontiguousarray(block))
-            out_order.append(_pad_index(entry, listed))
             n_entries = width * n_parent
+            out_order.append(_node_at(entry, n_entries))
         else:
             by_parent = np.argsort(up, kind="stable")
             entry = np.empty(g, dtype=np.int64)
@@ -113,13 +117,13 @@ def node_layout(
             pointers[:g] = up[by_parent]
             out_parents.append(pointers)
             natural = np.array_equal(entry, np.arange(g))
-            out_order.append(np.zeros(0, np.int64) if natural else _pad_index(entry, listed))
+            out_order.append(np.zeros(0, np.int32) if natural else _node_at(entry, listed))
             n_entries = listed
         entry_of_parent, n_parent = entry, n_entries
     return NodeLayout(tuple(out_parents), tuple(out_order))
 
 
-def _pad_index(entry: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size, dtype=np.int32)
-    out[: len(entry)] = entry
+def _node_at(entry: np.ndarray, n_entries: int) -> np.ndarray:
+    out = np.full(n_entries, n_entries, dtype=np.int32)
+    out[entry] = np.arange(len(entry))
     return out

@@ -61,7 +61,7 @@ def compile_draws(problem: Problem, n_draws: int, batch: int | None = None) -> D
     n_dev = jax.device_count() if jax.default_backend() == "cpu" else 1
     n_dev = max(1, min(n_dev, n_draws))
     stats = problem.args.stats
-    per_draw = 8 * layout.p * sum(stats.rows(d) for d in range(len(stats.parents)))
+    per_draw = 8 * layout.p * sum(int(par.size) for par in stats.parents)
     per_device = min(-(-n_draws // n_dev), max(1, _CALL_BYTES // max(per_draw, 1)))
     per_device = -(-per_device // batch) * batch
     n = per_device * n_dev
@@ -182,8 +182,8 @@ def _draw_fn(layout: Layout, batch: int):
 
         # Per level (nodes, varying coefficients): known from the layout, no second trace.
         zeros = tuple(
-            jnp.zeros((shared[0].stats.rows(d), len(lv.v)), flat.dtype)
-            for d, lv in enumerate(layout.levels)
+            jnp.zeros((parents.size, len(lv.v)), flat.dtype)
+            for parents, lv in zip(shared[0].stats.parents, layout.levels, strict=True)
         )
         total, out = jax.lax.scan(body, zeros, xs)
         out = jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), out)
