@@ -11,6 +11,7 @@ from scipy.stats import multivariate_normal
 from conftest import log_marginal_jit
 from hierlm.collapse import LevelFactor, TreeStats, draw_tree, log_marginal
 from hierlm.node_layout import node_layout
+from hierlm.suffstats import distinct_leaves
 
 jax.config.update("jax_enable_x64", True)
 
@@ -124,6 +125,34 @@ def test_collapsed_equals_dense_mvn(seed):
     got = float(log_marginal_jit(stats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
     want = dense_logpdf(sizes, parents, leaf, X, y, factors, m0, L0, sigma)
     assert got == pytest.approx(want, abs=1e-8, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distinct_leaf_terms_equal_dense_mvn(seed):
+    """Leaves grouped by their row count (an intercept varying alone at the leaf level)
+    give the same log marginal and gradient as the per-leaf terms, and the dense one."""
+    rng = np.random.default_rng(100 + seed)
+    sizes, parents, leaf, X, y, factors, m0, L0, sigma = random_problem(rng, 2 + seed % 2, 2)
+    factors[-1] = ((0,), np.array([[0.4 + 0.3 * seed]]))
+    stats = stats_of(sizes[-1], leaf, X, y, parents)
+    xtx, xty = np.moveaxis(stats.xtx, -1, 0), np.moveaxis(stats.xty, -1, 0)
+    distinct = distinct_leaves(xtx, xty, 0, max_share=1.0)
+    assert distinct is not None and distinct.shape[1] < sizes[-1]
+    padded = np.concatenate([distinct, np.zeros((3, 2))], axis=1)  # zero columns add nothing
+    grouped = stats._replace(distinct=jnp.asarray(padded))
+
+    def f(st, scale):
+        levels = tuple(LevelFactor(scale * jnp.asarray(lam), v) for v, lam in factors)
+        return log_marginal(st, sigma, levels, jnp.asarray(m0), jnp.asarray(L0))
+
+    value_grad = jax.jit(jax.value_and_grad(f, argnums=1))
+    got, got_grad = value_grad(grouped, 1.3)
+    want, want_grad = value_grad(stats, 1.3)
+    assert float(got) == pytest.approx(float(want), abs=1e-9)
+    assert float(got_grad) == pytest.approx(float(want_grad), rel=1e-9)
+    scaled = [(v, 1.3 * lam) for v, lam in factors]
+    dense = dense_logpdf(sizes, parents, leaf, X, y, scaled, m0, L0, sigma)
+    assert float(got) == pytest.approx(dense, abs=1e-8, rel=1e-10)
 
 
 def test_padding_nodes_change_nothing():

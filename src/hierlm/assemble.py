@@ -29,7 +29,7 @@ from .priors import (
     StudentT,
     stretch,
 )
-from .suffstats import SuffStats
+from .suffstats import SuffStats, distinct_leaves
 
 __all__ = ["PriorStatement", "Problem", "assemble", "bucket"]
 
@@ -63,6 +63,19 @@ def _scale_row(prior: ScalePrior, factor: float) -> tuple[str, float, float]:
         return "halfstudentt", s.df, s.scale
     assert isinstance(s, Exponential)
     return "exponential", 1.0, 1.0 / s.rate
+
+
+def _distinct(stats: SuffStats, v: tuple[int, ...]) -> jax.Array | None:
+    """Leaves grouped by ``(XᵀX)_jj`` when only ``j`` varies at the leaf level, padded to a
+    size bucket with zero columns (which add nothing)."""
+    if len(v) != 1:
+        return None
+    found = distinct_leaves(stats.xtx, stats.xty, v[0])
+    if found is None:
+        return None
+    out = np.zeros((3, bucket(found.shape[1])))
+    out[:, : found.shape[1]] = found
+    return _on_device(out)
 
 
 def _on_device(a: np.ndarray) -> jax.Array:
@@ -240,6 +253,7 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         yty=_on_device(place(stats.yty)),
         parents=tuple(_on_device(p) for p in nodes.parents),
         order=tuple(_on_device(o) for o in nodes.order),
+        distinct=_distinct(stats, layouts[-1].v if layouts else ()),
     )
     args = DensityArgs(
         stats=tree_stats,

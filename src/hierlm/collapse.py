@@ -54,7 +54,9 @@ class TreeStats(NamedTuple):
     (see :mod:`hierlm.node_layout`) whose node ``k P + j`` is a child of parent ``j``.
     ``order[l]``, where not empty, holds the natural node (the group tree's) at each
     position, or an index past the end where there is none; :func:`draw_tree` returns
-    draws in the natural order.
+    draws in the natural order. ``distinct``, optional where one coefficient varies at
+    the leaf level, groups the leaves by that coefficient's ``XᵀX`` entry
+    (:func:`hierlm.suffstats.distinct_leaves`; zero columns pad it).
     """
 
     n: jax.Array
@@ -63,6 +65,7 @@ class TreeStats(NamedTuple):
     yty: jax.Array
     parents: tuple[jax.Array, ...]
     order: tuple[jax.Array, ...] = ()
+    distinct: jax.Array | None = None
 
 
 class LevelFactor(NamedTuple):
@@ -154,6 +157,15 @@ def _sum_into_parents(arrays: list[jax.Array], seg: jax.Array, n_parent: int) ->
     ]
 
 
+def _distinct_terms(distinct: jax.Array, lam: jax.Array):
+    """The leaf level's terms of ``c`` per distinct ``J_jj`` (:class:`TreeStats`): leaves
+    sharing it share ``M``, so one log per distinct value replaces one per leaf."""
+    value, count, quad = distinct
+    l2 = lam[0, 0] ** 2
+    m = 1.0 + l2 * value
+    return 0.5 * l2 * quad / m, 0.5 * count * jnp.log(m)
+
+
 def upward(stats: TreeStats, sigma: jax.Array, levels: tuple[LevelFactor, ...]):
     """Bottom-up pass.
 
@@ -187,6 +199,8 @@ def upward(stats: TreeStats, sigma: jax.Array, levels: tuple[LevelFactor, ...]):
         if lf.v:
             lam = lf.lam / sigma if depth == leaf else lf.lam
             J, h, (quad, log_det) = _message(J, h, lam, lf.v)
+            if depth == leaf and stats.distinct is not None and len(lf.v) == 1:
+                quad, log_det = _distinct_terms(stats.distinct, lam)
             c = c + jnp.sum(quad) / unit - jnp.sum(log_det)
         n_parent = 1 if depth == 0 else stats.parents[depth - 1].size
         J, h = _sum_into_parents([J, h], stats.parents[depth], n_parent)

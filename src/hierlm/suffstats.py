@@ -13,7 +13,15 @@ import numpy as np
 
 from .design import Scaling
 
-__all__ = ["RawStats", "SuffStats", "accumulate", "scaling_from", "standardize", "weighted_stats"]
+__all__ = [
+    "RawStats",
+    "SuffStats",
+    "accumulate",
+    "distinct_leaves",
+    "scaling_from",
+    "standardize",
+    "weighted_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -196,3 +204,22 @@ def weighted_stats(
         xty=np.stack([sums(weight * x[:, i] * y) for i in range(p)], axis=1),
         yty=sums(weight * y * y),
     )
+
+
+def distinct_leaves(
+    xtx: np.ndarray, xty: np.ndarray, j: int, max_share: float = 0.25
+) -> np.ndarray | None:
+    """The leaves grouped by their ``(XᵀX)_jj``, for a leaf level where only coefficient
+    ``j`` varies (see :func:`hierlm.collapse.upward`).
+
+    Returns (3, K): each distinct value of ``(XᵀX)_jj``, how many leaves have it, and their
+    sum of ``(Xᵀy)_j²``; None when there are more than ``max_share`` times as many
+    distinct values as leaves. For an intercept they are the row counts, which repeat a
+    lot.
+    """
+    value, which = np.unique(xtx[:, j, j], return_inverse=True)
+    if len(value) > max_share * len(xtx):
+        return None
+    count = np.bincount(which, minlength=len(value)).astype(np.float64)
+    quad = np.bincount(which, weights=xty[:, j] ** 2, minlength=len(value))
+    return np.stack([value, count, quad])
