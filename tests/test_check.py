@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 import hierlm as hl
-from hierlm.compare import group_log_lik
+from hierlm.compare import _collapsed_logo, group_log_lik
 from test_model import dense_loglik_original
 
 FAST = {"chains": 2, "draws": 300, "tune": 300}
@@ -128,6 +129,21 @@ def test_pooling_factors_of_correlated_effects_match_a_dense_inverse(radon_mn):
         want[g] = np.diagonal(inv, axis1=1, axis2=2).mean(axis=0)
     got = fit.pooling().groups[["pool[Intercept]", "pool[floor]"]].to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
+def test_group_log_lik_ignores_terms_precomputed_from_all_leaves(small_df):
+    """Leaving a group out changes the leaf statistics, so the leaf terms that assembling
+    precomputed from all of them (distinct counts, parent sums) must not be used."""
+    model = hl.Model("y ~ x + (1 | a/b)", small_df)
+    stats = model.problem.args.stats
+    assert stats.distinct is not None and stats.leaf_sums is not None
+    theta = np.random.default_rng(0).normal(0, 0.3, (2, model.problem.layout.size))
+    got = _collapsed_logo(model, theta, "a")
+    plain = stats._replace(distinct=None, leaf_sums=None)
+    model.problem = dataclasses.replace(
+        model.problem, args=model.problem.args._replace(stats=plain)
+    )
+    np.testing.assert_allclose(got, _collapsed_logo(model, theta, "a"), rtol=1e-10)
 
 
 def test_group_log_lik_is_the_exact_conditional_density(small_df):

@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal
 
 from conftest import log_marginal_jit
 from hierlm.collapse import LevelFactor, TreeStats, draw_tree, log_marginal
-from hierlm.node_layout import node_layout
+from hierlm.node_layout import node_layout, parent_sums
 from hierlm.suffstats import distinct_leaves
 
 jax.config.update("jax_enable_x64", True)
@@ -88,6 +88,14 @@ def laid_out(stats: TreeStats, parents, slack: float) -> TreeStats:
     )
 
 
+def with_leaf_sums(stats: TreeStats) -> TreeStats:
+    """``stats`` with the leaves' ``XᵀX`` and ``Xᵀy`` summed into their parents."""
+    last = np.asarray(stats.parents[-1])
+    above = stats.parents[-2].size if len(stats.parents) > 1 else 1
+    sums = [parent_sums(np.asarray(a), last, above) for a in (stats.xtx, stats.xty)]
+    return stats._replace(leaf_sums=tuple(jnp.asarray(a) for a in sums))
+
+
 def ancestors(parents, leaf_of_row, depth):
     node = leaf_of_row
     for d in range(len(parents) - 1, depth, -1):
@@ -121,6 +129,8 @@ def test_collapsed_equals_dense_mvn(seed):
         # Slotted levels: all of them, or those within the default slack (mixed layouts).
         stats = laid_out(stats, parents, np.inf if seed % 3 == 1 else 1.25)
         assert any(p.ndim == 2 for p in stats.parents)
+    if seed % 2:
+        stats = with_leaf_sums(stats)
     levels = tuple(LevelFactor(jnp.asarray(lam), v) for v, lam in factors)
     got = float(log_marginal_jit(stats, sigma, levels, jnp.asarray(m0), jnp.asarray(L0)))
     want = dense_logpdf(sizes, parents, leaf, X, y, factors, m0, L0, sigma)
@@ -139,7 +149,7 @@ def test_distinct_leaf_terms_equal_dense_mvn(seed):
     distinct = distinct_leaves(xtx, xty, 0, max_share=1.0)
     assert distinct is not None and distinct.shape[1] < sizes[-1]
     padded = np.concatenate([distinct, np.zeros((3, 2))], axis=1)  # zero columns add nothing
-    grouped = stats._replace(distinct=jnp.asarray(padded))
+    grouped = with_leaf_sums(stats._replace(distinct=jnp.asarray(padded)))
 
     def f(st, scale):
         levels = tuple(LevelFactor(scale * jnp.asarray(lam), v) for v, lam in factors)

@@ -15,7 +15,7 @@ import numpy as np
 from .collapse import TreeStats
 from .density import DensityArgs, Layout, LevelLayout
 from .design import Design
-from .node_layout import bucket, node_layout
+from .node_layout import bucket, node_layout, parent_sums
 from .priors import (
     LKJ,
     CoefPrior,
@@ -246,14 +246,24 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
         out[entries] = a
         return out
 
+    xtx, xty = np.moveaxis(place(stats.xtx), 0, -1), np.moveaxis(place(stats.xty), 0, -1)
+    leaf_sums = None
+    if nodes.parents:
+        above = nodes.parents[-2].size if len(nodes.parents) > 1 else 1
+        last = nodes.parents[-1]
+        leaf_sums = (
+            _on_device(parent_sums(xtx, last, above)),
+            _on_device(parent_sums(xty, last, above)),
+        )
     tree_stats = TreeStats(
         n=_on_device(place(stats.n)),
-        xtx=_on_device(np.moveaxis(place(stats.xtx), 0, -1)),
-        xty=_on_device(np.moveaxis(place(stats.xty), 0, -1)),
+        xtx=_on_device(xtx),
+        xty=_on_device(xty),
         yty=_on_device(place(stats.yty)),
         parents=tuple(_on_device(p) for p in nodes.parents),
         order=tuple(_on_device(o) for o in nodes.order),
         distinct=_distinct(stats, layouts[-1].v if layouts else ()),
+        leaf_sums=leaf_sums,
     )
     args = DensityArgs(
         stats=tree_stats,

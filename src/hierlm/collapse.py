@@ -56,7 +56,11 @@ class TreeStats(NamedTuple):
     position, or an index past the end where there is none; :func:`draw_tree` returns
     draws in the natural order. ``distinct``, optional where one coefficient varies at
     the leaf level, groups the leaves by that coefficient's ``XᵀX`` entry
-    (:func:`hierlm.suffstats.distinct_leaves`; zero columns pad it).
+    (:func:`hierlm.suffstats.distinct_leaves`; zero columns pad it). ``leaf_sums``,
+    optional, holds ``XᵀX`` and ``Xᵀy`` summed over each leaf parent's children
+    (:func:`hierlm.node_layout.parent_sums`): the upward pass then sums only the leaves'
+    downdates, which read the rows ``v`` of ``XᵀX`` rather than all of it. Both are
+    functions of the leaf statistics: whoever changes those drops them.
     """
 
     n: jax.Array
@@ -66,6 +70,7 @@ class TreeStats(NamedTuple):
     parents: tuple[jax.Array, ...]
     order: tuple[jax.Array, ...] = ()
     distinct: jax.Array | None = None
+    leaf_sums: tuple[jax.Array, jax.Array] | None = None
 
 
 class LevelFactor(NamedTuple):
@@ -113,19 +118,19 @@ def _solve_upper_t(R: list[Rows], b: jax.Array) -> jax.Array:
 
 
 def _message(J: jax.Array, h: jax.Array, lam: jax.Array, v: tuple[int, ...]):
-    """Messages of a level's nodes to their parents (see the module notes): ``J'``, ``h'``
-    and each node's terms of ``c``, its quadratic term and ``½ log|M|`` (kept apart so the
-    leaf level can rescale the first)."""
+    """Messages of a level's nodes to their parents (see the module notes), as downdates:
+    ``J - J'`` and ``h - h'``, and each node's terms of ``c``, its quadratic term and
+    ``½ log|M|`` (kept apart so the leaf level can rescale the first)."""
     if len(v) == 1:
         return _message_one(J, h, lam, v[0])
     idx = np.asarray(v)
     A, R = _factor(J, lam, v)
     W = _solve_lower(R, A)
     u = _solve_lower(R, jnp.sum(lam[:, :, None] * h[idx][:, None], axis=0))
-    J_out = J - jnp.sum(W[:, :, None] * W[:, None, :], axis=0)
-    h_out = h - jnp.sum(W * u[:, None], axis=0)
+    dJ = jnp.sum(W[:, :, None] * W[:, None, :], axis=0)
+    dh = jnp.sum(W * u[:, None], axis=0)
     log_det = sum(jnp.log(R[a][a]) for a in range(len(v)))
-    return J_out, h_out, (0.5 * jnp.sum(u * u, axis=0), log_det)
+    return dJ, dh, (0.5 * jnp.sum(u * u, axis=0), log_det)
 
 
 def _message_one(J: jax.Array, h: jax.Array, lam: jax.Array, j: int):
@@ -136,9 +141,9 @@ def _message_one(J: jax.Array, h: jax.Array, lam: jax.Array, j: int):
     l2 = lam[0, 0] ** 2
     m = 1.0 + l2 * Jj[j]
     r = l2 / m
-    J_out = J - r * Jj[:, None] * Jj[None, :]
-    h_out = h - (r * h[j]) * Jj
-    return J_out, h_out, (0.5 * r * h[j] ** 2, 0.5 * jnp.log(m))
+    dJ = r * Jj[:, None] * Jj[None, :]
+    dh = (r * h[j]) * Jj
+    return dJ, dh, (0.5 * r * h[j] ** 2, 0.5 * jnp.log(m))
 
 
 def _sum_into_parents(arrays: list[jax.Array], seg: jax.Array, n_parent: int) -> list[jax.Array]:
@@ -196,14 +201,22 @@ def upward(stats: TreeStats, sigma: jax.Array, levels: tuple[LevelFactor, ...]):
         unit = s2 if depth == leaf else 1.0
         per_level.append((J / unit, h / unit))
         lf = levels[depth]
+        seg = stats.parents[depth]
+        n_parent = 1 if depth == 0 else stats.parents[depth - 1].size
+        summed = stats.leaf_sums if depth == leaf else None
         if lf.v:
             lam = lf.lam / sigma if depth == leaf else lf.lam
-            J, h, (quad, log_det) = _message(J, h, lam, lf.v)
+            dJ, dh, (quad, log_det) = _message(J, h, lam, lf.v)
             if depth == leaf and stats.distinct is not None and len(lf.v) == 1:
                 quad, log_det = _distinct_terms(stats.distinct, lam)
             c = c + jnp.sum(quad) / unit - jnp.sum(log_det)
-        n_parent = 1 if depth == 0 else stats.parents[depth - 1].size
-        J, h = _sum_into_parents([J, h], stats.parents[depth], n_parent)
+            if summed is None:
+                J, h = _sum_into_parents([J - dJ, h - dh], seg, n_parent)
+            else:
+                dJ, dh = _sum_into_parents([dJ, dh], seg, n_parent)
+                J, h = summed[0] - dJ, summed[1] - dh
+        else:
+            J, h = _sum_into_parents([J, h], seg, n_parent) if summed is None else summed
         if depth == leaf:
             J, h = J / s2, h / s2
     if not levels:

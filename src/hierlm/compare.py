@@ -225,7 +225,15 @@ def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
         st = args.stats
 
         def lml(m):
-            s = st._replace(n=st.n * m, xtx=st.xtx * m, xty=st.xty * m, yty=st.yty * m)
+            # What is precomputed from the leaf statistics no longer holds for these.
+            s = st._replace(
+                n=st.n * m,
+                xtx=st.xtx * m,
+                xty=st.xty * m,
+                yty=st.yty * m,
+                distinct=None,
+                leaf_sums=None,
+            )
             return log_marginal(s, u.sigma, u.levels, args.m0, u.L0)
 
         return lml(jnp.ones(n_leaf_padded)) - jax.vmap(lml)(masks)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MIN_SLOTTED", "SLACK", "NodeLayout", "bucket", "node_layout"]
+__all__ = ["MIN_SLOTTED", "SLACK", "NodeLayout", "bucket", "node_layout", "parent_sums"]
 
 # Below this many nodes a level's scatter costs little next to the rest of the density.
 MIN_SLOTTED = 4096
@@ -127,3 +127,13 @@ def _node_at(entry: np.ndarray, n_entries: int) -> np.ndarray:
     out = np.full(n_entries, n_entries, dtype=np.int32)
     out[entry] = np.arange(len(entry))
     return out
+
+
+def parent_sums(a: np.ndarray, parents: np.ndarray, n_parent: int) -> np.ndarray:
+    """Sum ``a``'s last (entry) axis into the ``n_parent`` entries of the level above, for
+    ``parents`` as in :class:`NodeLayout` (listed pointers, or a slotted block)."""
+    if parents.ndim == 2:
+        return a.reshape(*a.shape[:-1], *parents.shape).sum(-2)
+    out = np.zeros((n_parent, *a.shape[:-1]), dtype=a.dtype)
+    np.add.at(out, parents, np.moveaxis(a, -1, 0))
+    return np.moveaxis(out, 0, -1)
