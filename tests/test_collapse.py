@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal
 
 from conftest import log_marginal_jit
 from hierlm.collapse import LevelFactor, TreeStats, draw_tree, log_marginal
-from hierlm.node_layout import node_layout, parent_sums
+from hierlm.node_layout import leaf_parent_sums, node_layout
 from hierlm.suffstats import distinct_leaves
 
 jax.config.update("jax_enable_x64", True)
@@ -71,12 +71,9 @@ def laid_out(stats: TreeStats, parents, slack: float) -> TreeStats:
     nodes = node_layout(
         tuple(np.asarray(p) for p in parents), pad=False, min_slotted=0, slack=slack
     )
-    entries = nodes.leaf_entries(stats.n.shape[-1])
 
     def place(a):
-        out = np.zeros((*a.shape[:-1], nodes.n_leaf))
-        out[..., entries] = a
-        return out
+        return np.moveaxis(nodes.place_leaves(np.moveaxis(np.asarray(a), -1, 0)), 0, -1)
 
     return TreeStats(
         place(stats.n),
@@ -90,9 +87,8 @@ def laid_out(stats: TreeStats, parents, slack: float) -> TreeStats:
 
 def with_leaf_sums(stats: TreeStats) -> TreeStats:
     """``stats`` with the leaves' ``XᵀX`` and ``Xᵀy`` summed into their parents."""
-    last = np.asarray(stats.parents[-1])
-    above = stats.parents[-2].size if len(stats.parents) > 1 else 1
-    sums = [parent_sums(np.asarray(a), last, above) for a in (stats.xtx, stats.xty)]
+    parents = tuple(np.asarray(p) for p in stats.parents)
+    sums = [leaf_parent_sums(np.asarray(a), parents) for a in (stats.xtx, stats.xty)]
     return stats._replace(leaf_sums=tuple(jnp.asarray(a) for a in sums))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .collapse import TreeStats
 from .density import DensityArgs, Layout, LevelLayout
 from .design import Design
-from .node_layout import bucket, node_layout, parent_sums
+from .node_layout import bucket, leaf_parent_sums, node_layout
 from .priors import (
     LKJ,
     CoefPrior,
@@ -238,22 +238,13 @@ def assemble(design: Design, stats: SuffStats, priors: Priors, pad: bool = True)
     layout = Layout(p, sigma_kind, tuple(layouts), t_coefs, spec.has_sigma)
     sizes = design.tree.sizes
     nodes = node_layout(design.tree.parents, pad=pad)
-    entries = nodes.leaf_entries(len(stats.n))
-
-    def place(a: np.ndarray) -> np.ndarray:
-        # Entries without a leaf (padding, empty slots) hold zero statistics.
-        out = np.zeros((nodes.n_leaf, *a.shape[1:]), dtype=a.dtype)
-        out[entries] = a
-        return out
-
+    place = nodes.place_leaves
     xtx, xty = np.moveaxis(place(stats.xtx), 0, -1), np.moveaxis(place(stats.xty), 0, -1)
     leaf_sums = None
     if nodes.parents:
-        above = nodes.parents[-2].size if len(nodes.parents) > 1 else 1
-        last = nodes.parents[-1]
         leaf_sums = (
-            _on_device(parent_sums(xtx, last, above)),
-            _on_device(parent_sums(xty, last, above)),
+            _on_device(leaf_parent_sums(xtx, nodes.parents)),
+            _on_device(leaf_parent_sums(xty, nodes.parents)),
         )
     tree_stats = TreeStats(
         n=_on_device(place(stats.n)),

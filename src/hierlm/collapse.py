@@ -58,7 +58,7 @@ class TreeStats(NamedTuple):
     the leaf level, groups the leaves by that coefficient's ``XᵀX`` entry
     (:func:`hierlm.suffstats.distinct_leaves`; zero columns pad it). ``leaf_sums``,
     optional, holds ``XᵀX`` and ``Xᵀy`` summed over each leaf parent's children
-    (:func:`hierlm.node_layout.parent_sums`): the upward pass then sums only the leaves'
+    (:func:`hierlm.node_layout.leaf_parent_sums`): the upward pass then sums only the leaves'
     downdates, which read the rows ``v`` of ``XᵀX`` rather than all of it. Both are
     functions of the leaf statistics: whoever changes those drops them.
     """

@@ -207,6 +207,7 @@ def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
 
     from .collapse import log_marginal
     from .density import unpack
+    from .node_layout import natural_entries
 
     design, problem = model.data.design, model.problem
     tree = design.tree
@@ -214,10 +215,9 @@ def _collapsed_logo(model: Model, theta: np.ndarray, level: str) -> np.ndarray:
     n_leaf_padded = problem.args.stats.n.shape[0]
     ancestors = tree.ancestors(tree.n_levels - 1)[:, li]
     n_groups = tree.sizes[li]
-    node = np.asarray(problem.args.stats.order[-1])
-    entries = np.flatnonzero(node < len(ancestors)) if node.size else np.arange(len(ancestors))
+    entries = natural_entries(np.asarray(problem.args.stats.order[-1]), len(ancestors))
     keep = np.ones((n_groups, n_leaf_padded))
-    keep[ancestors[node[entries] if node.size else entries], entries] = 0.0
+    keep[ancestors, entries] = 0.0
     args, layout = problem.args, problem.layout
 
     def one(th, masks):

@@ -22,7 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MIN_SLOTTED", "SLACK", "NodeLayout", "bucket", "node_layout", "parent_sums"]
+__all__ = [
+    "MIN_SLOTTED",
+    "SLACK",
+    "NodeLayout",
+    "bucket",
+    "leaf_parent_sums",
+    "natural_entries",
+    "node_layout",
+]
 
 # Below this many nodes a level's scatter costs little next to the rest of the density.
 MIN_SLOTTED = 4096
@@ -64,15 +72,22 @@ class NodeLayout(NamedTuple):
         """Number of leaf entries (1 without levels)."""
         return int(self.parents[-1].size) if self.parents else 1
 
-    def leaf_entries(self, n_leaves: int) -> np.ndarray:
-        """Entry of each natural leaf."""
-        if not (self.parents and self.order[-1].size):
-            return np.arange(n_leaves)
-        node = self.order[-1]
-        real = np.flatnonzero(node < n_leaves)
-        out = np.empty(n_leaves, dtype=np.int64)
-        out[node[real]] = real
+    def place_leaves(self, a: np.ndarray) -> np.ndarray:
+        """Per-leaf rows ``a`` (natural order, leaf axis first) at their entries; entries
+        without a leaf (padding, empty slots) hold zeros."""
+        out = np.zeros((self.n_leaf, *a.shape[1:]), dtype=a.dtype)
+        out[natural_entries(self.order[-1] if self.parents else np.zeros(0), len(a))] = a
         return out
+
+
+def natural_entries(order: np.ndarray, n_nodes: int) -> np.ndarray:
+    """The entry of each of a level's ``n_nodes`` natural nodes, given its ``order``."""
+    if not order.size:
+        return np.arange(n_nodes)
+    real = np.flatnonzero(order < n_nodes)
+    out = np.empty(n_nodes, dtype=np.int64)
+    out[order[real]] = real
+    return out
 
 
 def node_layout(
@@ -98,9 +113,9 @@ def node_layout(
         up = entry_of_parent[nat]
         counts = np.bincount(up, minlength=n_parent)
         width = int(counts.max()) if g else 0
+        by_parent = np.argsort(up, kind="stable")
         if g >= min_slotted and width * n_parent <= slack * listed:
             # Rank of each node among its siblings; nodes of one parent are contiguous.
-            by_parent = np.argsort(up, kind="stable")
             first = np.cumsum(counts) - counts
             rank = np.empty(g, dtype=np.int64)
             rank[by_parent] = np.arange(g) - first[up[by_parent]]
@@ -110,7 +125,6 @@ def node_layout(
             n_entries = width * n_parent
             out_order.append(_node_at(entry, n_entries))
         else:
-            by_parent = np.argsort(up, kind="stable")
             entry = np.empty(g, dtype=np.int64)
             entry[by_parent] = np.arange(g)
             pointers = np.full(listed, up[by_parent][-1] if g else 0, dtype=np.int32)
@@ -129,11 +143,13 @@ def _node_at(entry: np.ndarray, n_entries: int) -> np.ndarray:
     return out
 
 
-def parent_sums(a: np.ndarray, parents: np.ndarray, n_parent: int) -> np.ndarray:
-    """Sum ``a``'s last (entry) axis into the ``n_parent`` entries of the level above, for
+def leaf_parent_sums(a: np.ndarray, parents: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Sum ``a``'s last (leaf entry) axis into the entries of the level above, for
     ``parents`` as in :class:`NodeLayout` (listed pointers, or a slotted block)."""
-    if parents.ndim == 2:
-        return a.reshape(*a.shape[:-1], *parents.shape).sum(-2)
+    last = parents[-1]
+    if last.ndim == 2:
+        return a.reshape(*a.shape[:-1], *last.shape).sum(-2)
+    n_parent = parents[-2].size if len(parents) > 1 else 1
     out = np.zeros((n_parent, *a.shape[:-1]), dtype=a.dtype)
-    np.add.at(out, parents, np.moveaxis(a, -1, 0))
+    np.add.at(out, last, np.moveaxis(a, -1, 0))
     return np.moveaxis(out, 0, -1)
