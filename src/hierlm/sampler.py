@@ -164,16 +164,22 @@ def _one_chain_fns(
             rng_key=key,
         )
 
+    structure: list = []
+
     def init(z, pe, grad, key, data):
-        return jax.tree.leaves(init_state(z, pe, grad, key, data))
+        leaves, tree = jax.tree.flatten(init_state(z, pe, grad, key, data))
+        structure[:] = [tree]
+        return leaves
 
     def run_chunk(leaves, data):
-        # Tracing the init kernel gives the state's structure and sets the settings the
-        # sample kernel reads (also when the init program came from the cache).
-        z = jax.ShapeDtypeStruct((dim,), jnp.float64)
-        key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-        pe = jax.ShapeDtypeStruct((), jnp.float64)
-        tree = jax.tree.structure(jax.eval_shape(init_state, z, pe, z, key, data))
+        if not structure:
+            # The init program came from the cache: tracing its kernel gives the state's
+            # structure and sets the settings the sample kernel reads.
+            z = jax.ShapeDtypeStruct((dim,), jnp.float64)
+            key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+            pe = jax.ShapeDtypeStruct((), jnp.float64)
+            jax.eval_shape(init, z, pe, z, key, data)
+        tree = structure[0]
         sample_kernel = kernels()[1]
 
         def body(s, _):
