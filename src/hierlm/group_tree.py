@@ -190,45 +190,38 @@ def build_group_tree(
         empty = GroupTree((), (), (), (), ())
         return empty, np.zeros(len(frame), dtype=np.int64)
     columns = chain[-1].path
-    codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for col in columns:
-        codes[col] = _label_codes(frame[col])
-    # Combine column codes into path ids, one column at a time; factorize after each step
-    # keeps the keys small and the ordering lexicographic in the path.
-    key = np.zeros(len(frame), dtype=np.int64)
-    path_ids: dict[int, np.ndarray] = {}
-    for depth, col in enumerate(columns, start=1):
-        code, uniques = codes[col]
-        key, _ = pd.factorize(key * len(uniques) + code, sort=True)
-        key = key.astype(np.int64)
-        path_ids[depth] = key
+    codes = [_label_codes(frame[col]) for col in columns]
+    leaf, digits = _leaf_paths(codes)
     labels, parents, repeated = [], [], []
-    prev_ids: np.ndarray | None = None
+    prev_node: np.ndarray | None = None
     prev_level: str | None = None
     for level in chain:
-        ids = path_ids[len(level.path)]
-        n_nodes = int(ids.max()) + 1
-        first = np.zeros(n_nodes, dtype=np.int64)
-        first[ids[::-1]] = np.arange(len(ids))[::-1]
-        label = [join_path([str(codes[c][1][codes[c][0][r]]) for c in level.path]) for r in first]
+        depth = len(level.path)
+        # The leaves are sorted by path, so a level's nodes are the runs of equal prefixes.
+        new = np.ones(len(digits), dtype=bool)
+        new[1:] = (digits[1:, :depth] != digits[:-1, :depth]).any(axis=1)
+        node = np.cumsum(new) - 1  # each leaf's node at this level
+        first = np.flatnonzero(new)  # each node's first leaf
+        n_nodes = len(first)
+        label = [join_path([str(codes[j][1][digits[r, j]]) for j in range(depth)]) for r in first]
         if n_nodes < 2:
             raise DataError(
                 f"level {level.name!r} has only one group ({label[0]!r}); a varying effect needs at "
                 f"least two groups. Remove {level.name!r} from the grouping in the formula, or add "
                 "data from more groups."
             )
-        parent = np.zeros(n_nodes, dtype=np.int64) if prev_ids is None else prev_ids[first]
-        if prev_ids is not None and prev_level is not None:
-            own_code = codes[level.path[-1]][0][first]
+        parent = np.zeros(n_nodes, dtype=np.int64) if prev_node is None else prev_node[first]
+        if prev_node is not None and prev_level is not None:
+            own_code = digits[first, depth - 1]
             n_par = pd.Series(parent).groupby(own_code).nunique()
-            uniques = codes[level.path[-1]][1]
+            uniques = codes[depth - 1][1]
             many = n_par[n_par > 1].sort_values(ascending=False)
             for code_value, count in zip(many.index.to_numpy(), many.to_numpy(), strict=True):
                 label_text = str(uniques[int(code_value)])
                 repeated.append(RepeatedLabel(level.name, prev_level, label_text, int(count)))
         labels.append(tuple(label))
         parents.append(parent)
-        prev_ids, prev_level = ids, level.name
+        prev_node, prev_level = node, level.name
     tree = GroupTree(
         level_names=tuple(lv.name for lv in chain),
         paths=tuple(lv.path for lv in chain),
@@ -236,5 +229,30 @@ def build_group_tree(
         parents=tuple(parents),
         repeated=tuple(repeated),
     )
-    assert prev_ids is not None
-    return tree, prev_ids
+    assert prev_node is not None
+    return tree, prev_node[leaf]
+
+
+def _leaf_paths(codes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's leaf, numbering the distinct full paths in sorted order, and each leaf's
+    path as one code per column (leaves × columns).
+
+    The column codes combine into one integer key per row, its digits in the columns'
+    order, so sorting keys sorts paths; the key is renumbered (order kept) only where the
+    next column would overflow it. One factorisation of the rows instead of one per level
+    (three levels: 1e6 rows 0.08-0.13 -> 0.05 s, 1e7 rows 0.74-1.35 -> 0.47 s).
+    """
+    key = np.zeros(len(codes[0][0]), dtype=np.int64)
+    bound = 1
+    for code, uniques in codes:
+        n = max(len(uniques), 1)
+        if bound * n >= 2**62:
+            key, kept = pd.factorize(key, sort=True)
+            key, bound = key.astype(np.int64), len(kept)
+        key = key * n + code
+        bound *= n
+    leaf, _ = pd.factorize(key, sort=True)
+    first = np.zeros(int(leaf.max()) + 1 if len(leaf) else 0, dtype=np.int64)
+    first[leaf[::-1]] = np.arange(len(leaf))[::-1]
+    digits = np.stack([code[first] for code, _ in codes], axis=1)
+    return leaf.astype(np.int64), digits
