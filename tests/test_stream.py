@@ -72,8 +72,12 @@ def test_small_sources_are_read_into_memory_and_keep_their_rows(radon_all, tmp_p
     assert model.data.frame is not None and len(model.data.frame) == 919
 
 
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "in-memory"])
 @pytest.mark.parametrize("policy", ["drop", "error"])
-def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, out_of_core, policy):
+def test_null_group_labels_follow_the_na_policy(radon_all, tmp_path, request, policy, streamed):
+    # In memory, a small Parquet file is read without first counting its missing values.
+    if streamed:
+        request.getfixturevalue("out_of_core")
     frame = radon_all[radon_all["state"].isin(["MN", "IN"])].copy()
     frame.loc[frame.index[:7], "county"] = None
     frame.loc[frame.index[10:13], "floor"] = np.nan

@@ -129,10 +129,15 @@ class Model:
             data = data[_needed_columns(self.spec)].compute()
         if isinstance(data, DuckSource) or is_source(data):
             source = data if isinstance(data, DuckSource) else open_source(data)
-            counts = count_rows(source, self.spec)
-            total, dropped = counts[0], counts[1]
-            if stream and total - dropped > KEEP_DATA_ROWS:
-                return ingest_source(self.spec, source, na=na, counts=counts)
+            if source.counted and source.row_count() <= KEEP_DATA_ROWS:
+                # Few enough rows to read whatever is missing, counted from the Parquet
+                # metadata: no scan to count the missing values (1e6 rows: 0.03-0.05 s).
+                source.check_columns(_needed_columns(self.spec))
+            else:
+                counts = count_rows(source, self.spec)
+                total, dropped = counts[0], counts[1]
+                if stream and total - dropped > KEEP_DATA_ROWS:
+                    return ingest_source(self.spec, source, na=na, counts=counts)
             columns = ", ".join(quote(c) for c in dict.fromkeys(_needed_columns(self.spec)))
             data = source.query(f"SELECT {columns} FROM rows")
         return ingest(

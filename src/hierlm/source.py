@@ -34,11 +34,14 @@ class DuckSource:
         The rows (a table, a file scan or a query).
     description
         What the rows are, for messages (a path, or the SQL).
+    counted
+        Whether the row count is in the files' metadata (Parquet), so counting reads no rows.
     """
 
     relation: Any
     connection: Any
     description: str
+    counted: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -61,6 +64,10 @@ class DuckSource:
             return self.relation.query("rows", sql).df()
         except Exception as exc:  # DuckDB raises many types; each is a problem with the data
             raise DataError(f"cannot read {self.description}: {_first_line(exc)}") from None
+
+    def row_count(self) -> int:
+        """Number of rows (a scan unless :attr:`counted`)."""
+        return int(self.query("SELECT count(*) AS n FROM rows")["n"].to_numpy()[0])
 
     def batches(self, columns: list[str], where: str, batch_rows: int) -> Iterator[pd.DataFrame]:
         """The rows that satisfy ``where``, ``columns`` only, ``batch_rows`` at a time."""
@@ -151,4 +158,5 @@ def open_source(data: Any, sql: str | None = None, table: str | None = None) -> 
         raise
     except Exception as exc:  # missing files, bad globs, SQL errors
         raise DataError(f"cannot read {text}: {_first_line(exc)}") from None
-    return DuckSource(relation, connection, what)
+    parquet = not suffix.endswith(_DB_SUFFIXES) and suffix.endswith((".parquet", ".pq"))
+    return DuckSource(relation, connection, what, counted=parquet)
