@@ -251,8 +251,8 @@ def _leaf_paths(codes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
             key, bound = key.astype(np.int64), len(kept)
         key = key * n + code
         bound *= n
-    leaf, _ = pd.factorize(key, sort=True)
-    first = np.zeros(int(leaf.max()) + 1 if len(leaf) else 0, dtype=np.int64)
+    leaf, paths = pd.factorize(key, sort=True)
+    first = np.zeros(len(paths), dtype=np.int64)
     first[leaf[::-1]] = np.arange(len(leaf))[::-1]
     digits = np.stack([code[first] for code, _ in codes], axis=1)
     return leaf.astype(np.int64), digits

@@ -129,16 +129,17 @@ class Model:
             data = data[_needed_columns(self.spec)].compute()
         if isinstance(data, DuckSource) or is_source(data):
             source = data if isinstance(data, DuckSource) else open_source(data)
+            needed = _needed_columns(self.spec)
             if source.counted and source.row_count() <= KEEP_DATA_ROWS:
                 # Few enough rows to read whatever is missing, counted from the Parquet
                 # metadata: no scan to count the missing values (1e6 rows: 0.03-0.05 s).
-                source.check_columns(_needed_columns(self.spec))
+                source.check_columns(needed)
             else:
                 counts = count_rows(source, self.spec)
                 total, dropped = counts[0], counts[1]
                 if stream and total - dropped > KEEP_DATA_ROWS:
                     return ingest_source(self.spec, source, na=na, counts=counts)
-            columns = ", ".join(quote(c) for c in dict.fromkeys(_needed_columns(self.spec)))
+            columns = ", ".join(quote(c) for c in dict.fromkeys(needed))
             data = source.query(f"SELECT {columns} FROM rows")
         return ingest(
             self.spec,

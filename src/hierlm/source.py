@@ -119,6 +119,7 @@ def open_source(data: Any, sql: str | None = None, table: str | None = None) -> 
         return DuckSource(data, None, "the DuckDB relation")
     text = str(data)
     suffix = "".join(Path(text).suffixes).lower()
+    counted = False
     try:
         if suffix.endswith(_DB_SUFFIXES):
             if not Path(text).exists():
@@ -141,6 +142,7 @@ def open_source(data: Any, sql: str | None = None, table: str | None = None) -> 
             connection = duckdb.connect()
             if suffix.endswith((".parquet", ".pq")):
                 relation = connection.read_parquet(text)
+                counted = True
             elif suffix.endswith((".csv", ".csv.gz", ".txt", ".tsv", ".tsv.gz")):
                 relation = connection.read_csv(
                     text,
@@ -158,5 +160,4 @@ def open_source(data: Any, sql: str | None = None, table: str | None = None) -> 
         raise
     except Exception as exc:  # missing files, bad globs, SQL errors
         raise DataError(f"cannot read {text}: {_first_line(exc)}") from None
-    parquet = not suffix.endswith(_DB_SUFFIXES) and suffix.endswith((".parquet", ".pq"))
-    return DuckSource(relation, connection, what, counted=parquet)
+    return DuckSource(relation, connection, what, counted=counted)
