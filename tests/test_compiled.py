@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +22,15 @@ def _fn(x, pair):
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HIERLM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(compiled, "_built", {})
+    _new_process(monkeypatch)
     return tmp_path
+
+
+def _new_process(monkeypatch):
+    """Forget the programs this process built, loaded and started loading."""
+    monkeypatch.setattr(compiled, "_built", {})
+    monkeypatch.setattr(compiled, "_used", [])
+    monkeypatch.setattr(compiled, "_prefetched", {})
 
 
 def _args():
@@ -139,3 +148,86 @@ def test_sampler_programs_load_without_numpyro(cache):
     for f in files:
         with f.open("rb") as fh:
             _NoNumPyro(fh).load()
+
+
+def _group_data(seed: int):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(6), 5)
+    return pd.DataFrame({"g": g.astype(str), "y": rng.normal(g * 0.3, 1.0)})
+
+
+def _fit_loading(monkeypatch, data):
+    """Fit in a fresh 'process'; return the fit and which thread loaded each program.
+    Reading the data waits for the loads started ahead, as reading a large table would."""
+    import hierlm as hl
+
+    _new_process(monkeypatch)
+    ingest = hl.Model._ingest
+
+    def slow_ingest(self, *args):
+        for thread in compiled._prefetching:
+            thread.join()
+        return ingest(self, *args)
+
+    monkeypatch.setattr(hl.Model, "_ingest", slow_ingest)
+    loaded: dict[str, list[str]] = {}
+    load = compiled._load
+
+    def spy(path):
+        loaded.setdefault(path.name.split("-")[0], []).append(threading.current_thread().name)
+        return load(path)
+
+    monkeypatch.setattr(compiled, "_load", spy)
+    fit = hl.Model("y ~ 1 + (1 | g)", data).fit(chains=2, draws=30, tune=30, seed=2)
+    return fit, loaded
+
+
+def test_next_model_loads_its_programs_ahead(cache, monkeypatch):
+    """A second model of the same formula loads the programs the first fit used while its
+    data are read, and the fit takes them: the same draws as loading them on demand."""
+    import hierlm as hl
+
+    _fit_loading(monkeypatch, _group_data(1))
+    # A second fit in the same process finds its programs built, and still lists them.
+    hl.Model("y ~ 1 + (1 | g)", _group_data(2)).fit(chains=2, draws=30, tune=30, seed=2)
+    (index,) = (cache / "programs").glob("recent-*.json")
+    names = [e["file"].split("-")[0] for e in json.loads(index.read_text())]
+    assert names[0] == "logp"  # the main thread's program first
+    assert {"logp", "nuts_init", "nuts_chunk"} <= set(names)
+
+    ahead, loaded = _fit_loading(monkeypatch, _group_data(7))
+    assert all(loaded[n] == ["hierlm-prefetch"] for n in names)
+    assert compiled._prefetched == {}  # every load started was taken
+
+    index.unlink()
+    on_demand, loaded = _fit_loading(monkeypatch, _group_data(7))
+    assert all("hierlm-prefetch" not in threads for threads in loaded.values())
+    for var in ("sigma", "sd_g", "beta_g"):
+        np.testing.assert_array_equal(
+            ahead.idata.posterior[var].values, on_demand.idata.posterior[var].values
+        )
+
+
+def test_a_wrong_or_stale_index_changes_nothing(cache, monkeypatch):
+    """Loads started from an index that no longer matches (other shapes, a deleted file)
+    are not taken: the fit loads its programs itself and draws the same."""
+    first, _ = _fit_loading(monkeypatch, _group_data(1))
+    (index,) = (cache / "programs").glob("recent-*.json")
+    entries = json.loads(index.read_text())
+    by_name = {e["file"].split("-")[0]: e for e in entries}
+    by_name["logp"]["args"][0][0] = [by_name["logp"]["args"][0][0][0] + 1]  # another shape
+    (cache / "programs" / by_name["nuts_init"]["file"]).unlink()
+    for arg in by_name["nuts_chunk"]["args"]:  # compiled for other devices
+        arg[2][0] = [i + len(arg[2][0]) for i in arg[2][0]]
+    index.write_text(json.dumps(entries))
+
+    again, loaded = _fit_loading(monkeypatch, _group_data(1))
+    assert loaded["logp"] == ["hierlm-prefetch", "MainThread"]
+    assert loaded["nuts_chunk"][0] == "hierlm-prefetch"
+    assert loaded["nuts_chunk"][1].startswith("hierlm-compile")
+    assert compiled._prefetched == {}
+    np.testing.assert_array_equal(
+        again.idata.posterior["sigma"].values, first.idata.posterior["sigma"].values
+    )

@@ -10,23 +10,30 @@ is then a cache hit.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import hashlib
+import json
 import os
 import pickle
 import tempfile
+import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 from jax import export
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _jax
 from ._numpyro import import_lock
 
-__all__ = ["Program", "program"]
+__all__ = ["Program", "mark", "prefetch", "program", "remember"]
 
 
 class Program:
@@ -36,10 +43,18 @@ class Program:
     pytree the function does.
     """
 
-    def __init__(self, compiled: jax.stages.Compiled, in_tree: Any, out_tree: Any):
+    def __init__(
+        self,
+        compiled: jax.stages.Compiled,
+        in_tree: Any,
+        out_tree: Any,
+        saved_as: dict[str, Any] | None = None,
+    ):
         self._call = compiled
         self._in_tree = in_tree
         self._out_tree = out_tree
+        # Its file and arguments, as :func:`remember` lists them; None when not saved.
+        self.saved_as = saved_as
 
     @property
     def out_shapes(self) -> Any:
@@ -100,7 +115,11 @@ def program(
     memo_key = (name, key, in_tree, signature, tuple(options.items()))
     if memo_key not in _built:
         _built[memo_key] = _build(name, fn, avals, in_tree, signature, key, options)
-    return _built[memo_key]
+    built = _built[memo_key]
+    if built.saved_as is not None:
+        first = threading.current_thread() is threading.main_thread()
+        _used.append({**built.saved_as, "first": first})
+    return built
 
 
 _built: dict[Hashable, Program] = {}
@@ -138,22 +157,34 @@ def _build(
         repr((name, key, str(in_tree), signature, fingerprint)).encode()
     ).hexdigest()[:40]
     path = root / "programs" / f"{name}-{version}-{digest}.pkl"
+    described = _describe(avals)
+    saved_as = (
+        None if described is None else {"file": path.name, "args": described, "options": options}
+    )
+    ahead, ahead_args = _prefetched.pop((path.name, _options_key(options)), (None, None))
+    if ahead is not None and not ahead.cancel() and ahead_args == described:
+        with contextlib.suppress(Exception):  # a failed prefetch is redone below
+            compiled, tree = ahead.result()
+            return Program(compiled, in_tree, tree, saved_as)
     try:
-        # The output tree may name NumPyro classes (the sampler's state), which unpickling
-        # imports: under the lock, or it races a trace on another thread importing NumPyro
-        # and one of them sees its modules half-initialised (ImportError, seen on a cold
-        # density program with the sampler's programs cached).
-        with path.open("rb") as f, import_lock:
-            saved = pickle.load(f)
-        exported = export.deserialize(saved["exported"])
-        tree = saved["out_tree"]
+        exported, tree = _load(path)
     except Exception:  # missing, partial or from another version: rebuild it
         exported = export.export(jax.jit(flat))(*avals)
         tree = out_tree[0]
         _write_atomic(path, pickle.dumps({"exported": exported.serialize(), "out_tree": tree}))
         _prune(path.parent, name, version)
     compiled = jax.jit(exported.call).lower(*avals).compile(compiler_options=options)
-    return Program(compiled, in_tree, tree)
+    return Program(compiled, in_tree, tree, saved_as)
+
+
+def _load(path: Path) -> tuple[export.Exported, Any]:
+    # The output tree may name NumPyro classes (a sampler's state), which unpickling
+    # imports: under the lock, or it races a trace on another thread importing NumPyro
+    # and one of them sees its modules half-initialised (ImportError, seen on a cold
+    # density program with the sampler's programs cached).
+    with path.open("rb") as f, import_lock:
+        saved = pickle.load(f)
+    return export.deserialize(saved["exported"]), saved["out_tree"]
 
 
 def _aval(x: Any) -> jax.ShapeDtypeStruct:
@@ -162,10 +193,10 @@ def _aval(x: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x))
 
 
-def _prune(folder: Path, name: str, version: str) -> None:
+def _prune(folder: Path, name: str, version: str, suffix: str = "pkl") -> None:
     """Delete this program's files saved by other versions of hierlm or JAX: they can never
     be loaded again, and would pile up with every upgrade."""
-    for old in folder.glob(f"{name}-*.pkl"):
+    for old in folder.glob(f"{name}-*.{suffix}"):
         if old.name.split("-")[-2] != version:
             old.unlink(missing_ok=True)
 
@@ -179,3 +210,131 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         pass  # an unwritable cache only costs speed on the next run
+
+
+# Programs asked for in this process, in order, as :func:`remember` saves them.
+_used: list[dict[str, Any]] = []
+# Loads started by :func:`prefetch`, by file name and compiler options, with the arguments
+# (as :func:`_describe` gives them) they were compiled for.
+_prefetched: dict[tuple[str, tuple[Any, ...]], tuple[Future[tuple[Any, Any]], list[Any]]] = {}
+
+
+def mark() -> int:
+    """A position in this process's list of programs used, for :func:`remember`."""
+    return len(_used)
+
+
+def remember(tag: str, since: int) -> None:
+    """Save which programs were used since ``since`` (see :func:`mark`) under ``tag``, for
+    :func:`prefetch` in the next process."""
+    root = _jax.cache_dir()
+    if root is None:
+        return
+    # The main thread's programs first: it waits for them to find the mode, while the
+    # sampler's load on another thread (measured 0.08 s sooner to sampling, warm model B).
+    used = sorted(_used[since:], key=lambda e: not e["first"])
+    entries = list({e["file"]: e for e in used}.values())
+    if not entries:
+        return
+    path = _index_path(root, tag)
+    _write_atomic(path, json.dumps(entries).encode())
+    _prune(path.parent, "recent", _fingerprint()[:12], "json")
+
+
+def prefetch(tag: str) -> None:
+    """Start loading, on a background thread, the programs last remembered under ``tag``.
+
+    A model fitted again (new data of the same shapes, a new process) needs the same
+    programs, and loading them takes a second thread most of the time before sampling
+    (warm model B: 0.5 s of its 0.55 s). Started as the model is built, the loading
+    overlaps reading the data. :func:`program` takes a load that has started and redoes
+    one that has not; a load that is never asked for is only wasted work.
+    """
+    root = _jax.cache_dir()
+    if root is None:
+        return
+    try:
+        entries = json.loads(_index_path(root, tag).read_text())
+        jobs = [(e["file"], e["args"], dict(e["options"])) for e in entries]
+        avals = [[_aval_from(a) for a in args] for _, args, _ in jobs]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return  # nothing remembered, or from another version: nothing to start
+    started = []
+    done = {e["file"] for e in _used}
+    for (file, args, options), args_avals in zip(jobs, avals, strict=True):
+        key = (file, _options_key(options))
+        if key not in _prefetched and file not in done:
+            future: Future[tuple[Any, Any]] = Future()
+            _prefetched[key] = (future, args)
+            started.append((future, root / "programs" / file, args_avals, options))
+    if started:
+        # One thread: two measured no sooner to sampling, as they slowed reading the data
+        # as much as they sped the loading.
+        thread = threading.Thread(target=_run, args=(started,), name="hierlm-prefetch", daemon=True)
+        _prefetching.append(thread)
+        thread.start()
+
+
+_prefetching: list[threading.Thread] = []
+
+
+def _run(jobs: list[tuple[Future[Any], Path, list[Any], dict[str, Any]]]) -> None:
+    for future, path, avals, options in jobs:
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            exported, tree = _load(path)
+            compiled = jax.jit(exported.call).lower(*avals).compile(compiler_options=options)
+        except BaseException as e:  # handed to the fit, which then loads it itself
+            future.set_exception(e)
+        else:
+            future.set_result((compiled, tree))
+
+
+@atexit.register
+def _stop_prefetching() -> None:
+    """Cancel loads not started and wait for the one running: a daemon thread still in
+    XLA as the interpreter shuts down could crash it."""
+    for future, _ in list(_prefetched.values()):
+        future.cancel()
+    for thread in _prefetching:
+        thread.join()
+
+
+def _index_path(root: Path, tag: str) -> Path:
+    fingerprint = _fingerprint()
+    digest = hashlib.sha256(f"{tag}|{fingerprint}".encode()).hexdigest()[:40]
+    return root / "programs" / f"recent-{fingerprint[:12]}-{digest}.json"
+
+
+def _options_key(options: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(options.items()))
+
+
+def _describe(avals: list[jax.ShapeDtypeStruct]) -> list[Any] | None:
+    """Arguments' shapes, dtypes and shardings as JSON values; None when a sharding is of
+    a kind :func:`_aval_from` cannot rebuild."""
+    out = []
+    for a in avals:
+        s = a.sharding
+        if s is None:
+            sharding = None
+        elif isinstance(s, NamedSharding) and type(s.mesh) is Mesh:
+            spec = [list(p) if isinstance(p, tuple) else p for p in s.spec]
+            ids = [d.id for d in s.mesh.devices.flat]
+            sharding = [ids, list(s.mesh.devices.shape), list(s.mesh.axis_names), spec]
+        else:
+            return None
+        out.append([list(a.shape), str(a.dtype), sharding])
+    return out
+
+
+def _aval_from(described: list[Any]) -> jax.ShapeDtypeStruct:
+    shape, dtype, sharding = described
+    if sharding is not None:
+        ids, mesh_shape, axes, spec = sharding
+        by_id = {d.id: d for d in jax.devices()}
+        devices = np.array([by_id[i] for i in ids]).reshape(mesh_shape)
+        parts = [tuple(p) if isinstance(p, list) else p for p in spec]
+        sharding = NamedSharding(Mesh(devices, tuple(axes)), PartitionSpec(*parts))
+    return jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=sharding)

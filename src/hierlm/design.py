@@ -12,16 +12,18 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, model_matrix
-from formulaic import ModelSpec as FormulaicSpec
 
 from .errors import DataError, FormulaError
 from .formula_guard import FORMULA_CONTEXT, required_columns
 from .group_tree import GroupTree
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from formulaic import ModelSpec as FormulaicSpec
 
 __all__ = ["Design", "FixedEncoding", "LevelCoefs", "Scaling"]
 
@@ -103,6 +105,10 @@ class FixedEncoding:
 
 def _term_strings(rhs: str, what: str) -> list[str]:
     """formulaic's term names for a right-hand side (no implicit intercept for one term)."""
+    # formulaic is imported where first used (0.2-0.25 s): a warm fit loads its compiled
+    # programs meanwhile (see hierlm.compiled.prefetch).
+    from formulaic import Formula
+
     try:
         terms = [str(t) for t in Formula(rhs)]
     except Exception as exc:  # formulaic raises several types for bad input
@@ -115,6 +121,8 @@ def _term_strings(rhs: str, what: str) -> list[str]:
 def build_encoding(spec: ModelSpec, frame: pd.DataFrame) -> FixedEncoding:
     """Learn the encoding from ``frame`` (the first chunk of rows is enough when every
     categorical predictor is a pandas Categorical with its full set of levels)."""
+    from formulaic import model_matrix
+
     fixed_terms = _term_strings(spec.fixed, "fixed part")
     varying = [t for term in spec.varying_terms for t in _term_strings(term, "varying term")]
     terms = list(dict.fromkeys(fixed_terms + varying))
@@ -169,6 +177,8 @@ def _undefined(exc: Exception) -> DataError | None:
 
 def _text_in_transform(rhs: str, frame: pd.DataFrame) -> DataError | None:
     """The error for a text (categorical) column inside a function call such as log(a)."""
+    from formulaic import Formula
+
     for term in Formula(rhs):
         for factor in term.factors:
             if factor.eval_method.value != "python" or str(factor.expr).startswith("C("):

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from . import _jax
+from . import _jax, compiled
 from .assemble import Problem, assemble
 from .errors import ConvergenceWarning, HierlmError
 from .fit import KEEP_DATA_ROWS, Fit, FitInfo, library_versions
@@ -108,6 +108,10 @@ class Model:
         }
         self.parameterization = parameterization
         self.priors = priors or Priors()
+        # The programs a fit of the same formula and options last used, loaded meanwhile.
+        self._programs_tag = repr((formula, sorted(self.options.items())))
+        if self.engine == "collapsed":
+            compiled.prefetch(self._programs_tag)
         self.data: Ingested = self._ingest(data, na)
         self.problem: Problem = assemble(self.data.design, self.data.stats, self.priors)
 
@@ -287,6 +291,7 @@ class Model:
         chains, draws, seed = settings["chains"], settings["draws"], settings["seed"]
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        since = compiled.mark()
         # The sampler's programs need only shapes: another thread builds them (XLA releases
         # the GIL) while this one finds the mode (then see _draws_program). A cold radon fit
         # measured 0.5 s faster than building them in sequence; more threads only contend
@@ -316,7 +321,7 @@ class Model:
                 collapsed_start(laplace, logp, chains, seed, self._theta_labels()),
                 draws=draws,
                 seed=seed,
-                progress=_importing_after_start(callback),
+                progress=_on_start(callback, self._programs_tag, since),
             )
             timings["nuts"] = time.perf_counter() - t1
             t2 = time.perf_counter()
@@ -556,12 +561,18 @@ def _await_imports() -> None:
         thread.join()
 
 
-def _importing_after_start(callback: Progress | None) -> Progress:
-    """``callback``, which also starts the imports of :data:`_AFTER_SAMPLING` as sampling
-    starts: started before, their second of Python held the GIL while the mode search ran
-    and the sampler's programs were loaded (see :func:`_draws_program` for the numbers)."""
+def _on_start(callback: Progress | None, tag: str, since: int) -> Progress:
+    """``callback``, which also, as sampling starts, remembers the programs loaded so far
+    for the next process (:func:`hierlm.compiled.prefetch`) and starts the imports of
+    :data:`_AFTER_SAMPLING`: started before, their second of Python held the GIL while the
+    mode search ran and the sampler's programs were loaded (see :func:`_draws_program` for
+    the numbers)."""
+    started: list[bool] = []
 
     def progress(done: int, total: int, phase: str) -> None:
+        if not started:
+            started.append(True)
+            compiled.remember(tag, since)
         _import_in_background(*_AFTER_SAMPLING)
         if callback is not None:
             callback(done, total, phase)
@@ -576,7 +587,7 @@ def _draws_program(
 
     When the sampler's programs are (nearly) ready, as on a warm start, it is built on
     their thread while the chains run; otherwise this thread would only wait for them and
-    builds it meanwhile (a cold start). With the imports of :func:`_importing_after_start`,
+    builds it meanwhile (a cold start). With the imports of :func:`_on_start`,
     a warm fit of model B (1e6 rows) in a new process spent 0.96 s instead of 1.47 s from
     the model to sampling (mean of five interleaved runs each).
     """
