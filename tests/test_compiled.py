@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+import uuid
 
 import jax
 import jax.numpy as jnp
@@ -231,3 +232,63 @@ def test_a_wrong_or_stale_index_changes_nothing(cache, monkeypatch):
     np.testing.assert_array_equal(
         again.idata.posterior["sigma"].values, first.idata.posterior["sigma"].values
     )
+
+
+def _unique_fn():
+    """A toy function whose program no earlier run has compiled (a fresh compile)."""
+    scale = 1.0 + uuid.uuid4().int % 10**6 / 10**7
+
+    def fn(x, pair):
+        return _fn(x * scale, pair)
+
+    return fn, scale
+
+
+def test_fresh_executable_is_saved_and_loaded_without_lowering(cache, monkeypatch):
+    fn, _ = _unique_fn()
+    args = _args()
+    want = compiled.program("toy", fn, args, key="x")(*args)
+    (file,) = (cache / "programs").glob("toy-*.pkl")
+    saved = pickle.loads(file.read_bytes())
+    assert "executable" in saved
+
+    _new_process(monkeypatch)
+
+    def no_lowering(*a):
+        raise AssertionError("lowered the exported program")
+
+    monkeypatch.setattr(compiled.export, "deserialize", no_lowering)
+    got = compiled.program("toy", fn, args, key="x")(*args)
+    np.testing.assert_array_equal(got["sum"], want["sum"])
+    np.testing.assert_array_equal(got["scaled"], want["scaled"])
+
+    # An executable that cannot be loaded (another jaxlib, a damaged file) is lowered again.
+    monkeypatch.undo()
+    _new_process(monkeypatch)
+    file.write_bytes(pickle.dumps({**saved, "executable": (b"damaged", None, None)}))
+    got = compiled.program("toy", fn, args, key="x")(*args)
+    np.testing.assert_array_equal(got["sum"], want["sum"])
+
+
+def test_executable_from_jax_cache_is_not_saved(cache, monkeypatch):
+    """JAX's cache hands back executables that serialise into broken ones: only one that
+    XLA compiled in this process is saved."""
+    if not jax.config.jax_compilation_cache_dir:
+        pytest.skip("JAX's persistent cache is off")
+    fn, _ = _unique_fn()
+    args = _args()
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    try:
+        want = compiled.program("toy", fn, args, key="x")(*args)  # compiled, and cached by JAX
+        (file,) = (cache / "programs").glob("toy-*.pkl")
+        saved = pickle.loads(file.read_bytes())
+        assert "executable" in saved
+        del saved["executable"], saved["devices"]
+        file.write_bytes(pickle.dumps(saved))
+        _new_process(monkeypatch)
+        got = compiled.program("toy", fn, args, key="x")(*args)  # from JAX's cache
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+    assert "executable" not in pickle.loads(file.read_bytes())
+    np.testing.assert_array_equal(got["sum"], want["sum"])
