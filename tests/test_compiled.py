@@ -252,18 +252,17 @@ def test_fresh_executable_is_saved_and_loaded_without_lowering(cache, monkeypatc
     saved = pickle.loads(file.read_bytes())
     assert "executable" in saved
 
-    _new_process(monkeypatch)
-
     def no_lowering(*a):
         raise AssertionError("lowered the exported program")
 
-    monkeypatch.setattr(compiled.export, "deserialize", no_lowering)
-    got = compiled.program("toy", fn, args, key="x")(*args)
+    with monkeypatch.context() as patch:
+        _new_process(patch)
+        patch.setattr(compiled.export, "deserialize", no_lowering)
+        got = compiled.program("toy", fn, args, key="x")(*args)
     np.testing.assert_array_equal(got["sum"], want["sum"])
     np.testing.assert_array_equal(got["scaled"], want["scaled"])
 
     # An executable that cannot be loaded (another jaxlib, a damaged file) is lowered again.
-    monkeypatch.undo()
     _new_process(monkeypatch)
     file.write_bytes(pickle.dumps({**saved, "executable": (b"damaged", None, None)}))
     got = compiled.program("toy", fn, args, key="x")(*args)
