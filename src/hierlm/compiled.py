@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -61,6 +62,8 @@ class Program:
         self._out_tree = out_tree
         # Its file and arguments, as :func:`remember` lists them; None when not saved.
         self.saved_as = saved_as
+        # When it first ran, in this process's order of first runs (None: not yet).
+        self.first_run: int | None = None
 
     @property
     def out_shapes(self) -> Any:
@@ -68,6 +71,8 @@ class Program:
         return jax.tree.unflatten(self._out_tree, self._call.out_info)
 
     def __call__(self, *args: Any) -> Any:
+        if self.first_run is None:
+            self.first_run = next(_first_runs)
         leaves, tree = jax.tree.flatten(args)
         if tree != self._in_tree:
             raise TypeError(f"argument structure {tree} differs from {self._in_tree}")
@@ -123,8 +128,7 @@ def program(
         _built[memo_key] = _build(name, fn, avals, in_tree, signature, key, options)
     built = _built[memo_key]
     if built.saved_as is not None:
-        first = threading.current_thread() is threading.main_thread()
-        _used.append({**built.saved_as, "first": first})
+        _used.append(built)
     return built
 
 
@@ -271,7 +275,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 # Programs asked for in this process, in order, as :func:`remember` saves them.
-_used: list[dict[str, Any]] = []
+_used: list[Program] = []
+_first_runs = itertools.count()
 # Loads started by :func:`prefetch`, by file name and compiler options, with the arguments
 # (as :func:`_describe` gives them) they were compiled for.
 _prefetched: dict[tuple[str, tuple[Any, ...]], tuple[Future[tuple[Any, Any]], list[Any]]] = {}
@@ -288,10 +293,11 @@ def remember(tag: str, since: int) -> None:
     root = _jax.cache_dir()
     if root is None:
         return
-    # The main thread's programs first: it waits for them to find the mode, while the
-    # sampler's load on another thread (measured 0.08 s sooner to sampling, warm model B).
-    used = sorted(_used[since:], key=lambda e: not e["first"])
-    entries = list({e["file"]: e for e in used}.values())
+    # In the order they first ran, then those not run yet (the downward pass's, which runs
+    # after sampling): the order in which the next fit waits for them. Measured on warm
+    # model B: 0.32 s from the model to sampling, against 0.41 s in the order asked for.
+    used = sorted(_used[since:], key=lambda p: (p.first_run is None, p.first_run or 0))
+    entries = list({p.saved_as["file"]: p.saved_as for p in used if p.saved_as}.values())
     if not entries:
         return
     path = _index_path(root, tag)
@@ -319,7 +325,7 @@ def prefetch(tag: str) -> None:
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return  # nothing remembered, or from another version: nothing to start
     started = []
-    done = {e["file"] for e in _used}
+    done = {p.saved_as["file"] for p in _used if p.saved_as}
     for (file, args, options), args_avals in zip(jobs, avals, strict=True):
         key = (file, _options_key(options))
         if key not in _prefetched and file not in done:
