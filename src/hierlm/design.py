@@ -105,7 +105,7 @@ class FixedEncoding:
 
 def _term_strings(rhs: str, what: str) -> list[str]:
     """formulaic's term names for a right-hand side (no implicit intercept for one term)."""
-    # formulaic is imported where first used (0.2-0.25 s): a warm fit loads its compiled
+    # formulaic is imported where first used (0.25-0.4 s): a warm fit loads its compiled
     # programs meanwhile (see hierlm.compiled.prefetch).
     from formulaic import Formula
 
