@@ -184,8 +184,8 @@ def _build(
         _write_atomic(path, pickle.dumps(saved))
         _prune(path.parent, name, version)
     compiled, fresh = _executable(saved, avals, options)
-    runtime = compiled.runtime_executable()
-    if fresh and runtime is not None:
+    runtime = compiled.runtime_executable() if fresh else None
+    if runtime is not None:
         with contextlib.suppress(Exception):  # not serialisable: the next process lowers it
             executable = serialize_executable.serialize(compiled)
             devices = [d.id for d in runtime.local_devices()]
@@ -220,11 +220,9 @@ def _executable(
     """
     if "executable" in saved:
         with contextlib.suppress(Exception):  # from another jaxlib or machine: lower it
-            by_id = {d.id: d for d in jax.devices()}
-            devices = [by_id[i] for i in saved["devices"]]
             payload, args_tree, out_tree = saved["executable"]
             loaded = serialize_executable.deserialize_and_load(
-                payload, args_tree, out_tree, execution_devices=devices
+                payload, args_tree, out_tree, execution_devices=_devices(saved["devices"])
             )
             return loaded, False
     exported = export.deserialize(saved["exported"])
@@ -280,6 +278,7 @@ _first_runs = itertools.count()
 # Loads started by :func:`prefetch`, by file name and compiler options, with the arguments
 # (as :func:`_describe` gives them) they were compiled for.
 _prefetched: dict[tuple[str, tuple[Any, ...]], tuple[Future[tuple[Any, Any]], list[Any]]] = {}
+_prefetching: list[threading.Thread] = []
 
 
 def mark() -> int:
@@ -340,9 +339,6 @@ def prefetch(tag: str) -> None:
         thread.start()
 
 
-_prefetching: list[threading.Thread] = []
-
-
 def _run(jobs: list[tuple[Future[Any], Path, list[Any], dict[str, Any]]]) -> None:
     for future, path, avals, options in jobs:
         if not future.set_running_or_notify_cancel():
@@ -398,8 +394,13 @@ def _aval_from(described: list[Any]) -> jax.ShapeDtypeStruct:
     shape, dtype, sharding = described
     if sharding is not None:
         ids, mesh_shape, axes, spec = sharding
-        by_id = {d.id: d for d in jax.devices()}
-        devices = np.array([by_id[i] for i in ids]).reshape(mesh_shape)
+        devices = np.array(_devices(ids)).reshape(mesh_shape)
         parts = [tuple(p) if isinstance(p, list) else p for p in spec]
         sharding = NamedSharding(Mesh(devices, tuple(axes)), PartitionSpec(*parts))
     return jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype), sharding=sharding)
+
+
+def _devices(ids: list[int]) -> list[Any]:
+    """This process's devices with these ids (KeyError for one it lacks)."""
+    by_id = {d.id: d for d in jax.devices()}
+    return [by_id[i] for i in ids]
